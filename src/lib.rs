@@ -1,1 +1,15 @@
-//! placeholder
+//! whatsapp-mcp: a WhatsApp MCP server that runs as a socket-activated Linux service.
+//!
+//! See ARCHITECTURE.md for the map of modules and the rules between them.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod listeners;
+pub mod logging;
+pub mod mcp;
+pub mod report;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod systemd;

@@ -1,0 +1,322 @@
+//! The command line: parses arguments, loads the config, and runs one subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Transport};
+use crate::listeners::Listeners;
+use crate::report::{AppContext, StatusReport};
+use crate::state::{EngineStatus, LinkState, StatusHandle};
+use crate::systemd::Notifier;
+use crate::{logging, server, store};
+
+/// Exit code for a command that exists but is not available in this version.
+const EXIT_NOT_AVAILABLE: u8 = 2;
+/// Exit code for an unusable configuration (sysexits' EX_CONFIG). The service unit lists it in
+/// `RestartPreventExitStatus=` so a broken config does not restart in a loop.
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code when the running service cannot be reached (sysexits' EX_UNAVAILABLE).
+const EXIT_UNREACHABLE: u8 = 69;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "whatsapp-mcp",
+    version,
+    about = "WhatsApp for AI assistants: an MCP server that searches, reads and sends your WhatsApp messages",
+    long_about = None,
+)]
+struct Cli {
+    /// Configuration file [default: /etc/whatsapp-mcp/config.toml, if it exists]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "WHATSAPP_MCP_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service: the bridge (default port 8080) and MCP over HTTP (default port 3000)
+    Serve,
+    /// Speak MCP on stdin/stdout for a desktop client such as Claude Desktop
+    Stdio {
+        /// Run the WhatsApp connection in this process instead of using the local service
+        #[arg(long)]
+        standalone: bool,
+    },
+    /// Show the state of the running service
+    Status {
+        /// Print the raw JSON of /api/status
+        #[arg(long)]
+        json: bool,
+    },
+    /// Link a phone by scanning a QR code drawn in this terminal
+    Qr,
+    /// Link a phone with an 8-character pairing code instead of a QR code
+    Pair {
+        /// The phone number in international format, e.g. +31612345678
+        #[arg(long, value_name = "NUMBER")]
+        phone: String,
+    },
+    /// Unlink this server from the WhatsApp account and remove the session
+    Logout {
+        /// Also delete the archived messages
+        #[arg(long)]
+        wipe_archive: bool,
+    },
+    /// Validate the configuration and print the effective settings (secrets hidden)
+    CheckConfig,
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Parses the process arguments and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Some(command) => command,
+        // The original's contract: MCP_TRANSPORT alone picks what a bare invocation serves.
+        None => match crate::config::process_env("MCP_TRANSPORT") {
+            Some(_) => match load_config(cli.config.as_ref()) {
+                Ok(config) if config.transport == Transport::Stdio => {
+                    Command::Stdio { standalone: false }
+                }
+                Ok(_) => Command::Serve,
+                Err(code) => return code,
+            },
+            None => {
+                let _ = Cli::command().print_help();
+                return ExitCode::from(EXIT_NOT_AVAILABLE);
+            }
+        },
+    };
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "whatsapp-mcp",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Manpage => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("whatsapp-mcp: cannot write the man page: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig => check_config(cli.config.as_ref()),
+        Command::Serve => match load_config(cli.config.as_ref()) {
+            Ok(config) => serve(config),
+            Err(code) => code,
+        },
+        Command::Status { json } => match load_config(cli.config.as_ref()) {
+            Ok(config) => status(&config, json),
+            Err(code) => code,
+        },
+        Command::Stdio { .. } => not_available("stdio", "the MCP tools"),
+        Command::Qr => not_available("qr", "the WhatsApp engine"),
+        Command::Pair { .. } => not_available("pair", "the WhatsApp engine"),
+        Command::Logout { .. } => not_available("logout", "the WhatsApp engine"),
+    }
+}
+
+fn not_available(command: &str, part: &str) -> ExitCode {
+    eprintln!(
+        "whatsapp-mcp {command}: not available yet: this version of whatsapp-mcp ships without {part}"
+    );
+    ExitCode::from(EXIT_NOT_AVAILABLE)
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.map(PathBuf::as_path)).map_err(|err| {
+        eprintln!("whatsapp-mcp: configuration error: {err}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check_config(path: Option<&PathBuf>) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let exposure = [
+        ("bridge.listen", config.bridge_listen),
+        ("mcp.listen", config.mcp_listen),
+    ]
+    .into_iter()
+    .map(|(key, addr)| config.check_exposure(key, addr))
+    .collect::<Result<Vec<()>, ConfigError>>();
+    if let Err(err) = exposure {
+        eprintln!("whatsapp-mcp: configuration error: {err}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match &config.source {
+        Some(path) => println!(
+            "# effective configuration: {} plus environment",
+            path.display()
+        ),
+        None => println!("# effective configuration: built-in defaults plus environment"),
+    }
+    print!("{}", config.to_redacted_toml());
+    eprintln!("configuration OK");
+    ExitCode::SUCCESS
+}
+
+fn serve(config: Config) -> ExitCode {
+    let sink = logging::init(&config.log_level, config.log_target);
+    tracing::debug!(?sink, "logging initialised");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("whatsapp-mcp")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve_async(config))
+}
+
+async fn serve_async(config: Config) -> ExitCode {
+    let notifier = Notifier::from_env();
+    let listeners = match Listeners::acquire(&config) {
+        Ok(listeners) => listeners,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot open the listening sockets");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exposure = listeners
+        .local_addrs()
+        .map_err(|err| err.to_string())
+        .and_then(|(bridge, mcp)| {
+            config
+                .check_exposure("bridge socket", bridge)
+                .and_then(|()| config.check_exposure("MCP socket", mcp))
+                .map_err(|err| err.to_string())
+        });
+    if let Err(err) = exposure {
+        tracing::error!(error = %err, "refusing to start");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    notifier.status("opening the archive");
+    let store = match store::open(&config.database_url).await {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::error!(error = %err, database = %config.database_url, "cannot open the archive");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
+    let ctx = AppContext::new(config, status, store);
+    match server::run(ctx, listeners, notifier, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "service failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(config: &Config, json: bool) -> ExitCode {
+    let url = format!("{}/api/status", config.bridge_url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&url);
+    if let Some(token) = &config.token {
+        request = request.header("Authorization", &format!("Bearer {}", token.expose()));
+    }
+    let unreachable = |detail: String| {
+        eprintln!(
+            "whatsapp-mcp: cannot reach the service at {}: {detail}\n\
+             Is it running? Try `systemctl status whatsapp-mcp.socket whatsapp-mcp` \
+             or start it with `whatsapp-mcp serve`; set WHATSAPP_BRIDGE_URL if it listens elsewhere.",
+            config.bridge_url
+        );
+        ExitCode::from(EXIT_UNREACHABLE)
+    };
+    let mut response = match request.call() {
+        Ok(response) => response,
+        Err(err) => return unreachable(err.to_string()),
+    };
+    let code = response.status();
+    let body = match response.body_mut().read_to_string() {
+        Ok(body) => body,
+        Err(err) => return unreachable(err.to_string()),
+    };
+    if !code.is_success() {
+        return unreachable(format!("HTTP {code}: {}", body.trim()));
+    }
+    if json {
+        println!("{}", body.trim_end());
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_str::<StatusReport>(&body) {
+        Ok(report) => {
+            print!("{}", render_status(&config.bridge_url, &report));
+            ExitCode::SUCCESS
+        }
+        Err(err) => unreachable(format!("unexpected answer ({err})")),
+    }
+}
+
+fn render_status(url: &str, report: &StatusReport) -> String {
+    let stats = &report.statistics;
+    let account = report
+        .account
+        .as_ref()
+        .map(|a| format!("+{} ({})", a.phone, a.jid))
+        .unwrap_or_else(|| "not linked".to_owned());
+    let mut out = format!(
+        "whatsapp-mcp {version} at {url}\n\
+         state:    {state} — {text}\n\
+         account:  {account}\n\
+         archive:  {messages} messages in {chats} chats, {contacts} contacts ({backend}, {size:.2} MB)\n\
+         synced:   {synced}\n\
+         uptime:   {uptime} s\n",
+        version = report.version,
+        state = report.state,
+        text = report.status_text,
+        messages = crate::report::group_thousands(stats.message_count),
+        chats = crate::report::group_thousands(stats.chat_count),
+        contacts = crate::report::group_thousands(stats.contact_count),
+        backend = report.backend,
+        size = stats.database_size_mb,
+        synced = stats.last_sync_time.as_deref().unwrap_or("never"),
+        uptime = report.uptime_seconds,
+    );
+    if report.authentication.has_qr_code {
+        out.push_str(&format!(
+            "link:     a QR code is waiting: open {url}/qr or run `whatsapp-mcp qr`\n"
+        ));
+    }
+    if let Some(error) = &report.error {
+        out.push_str(&format!("problem:  {error}\n"));
+    }
+    out
+}

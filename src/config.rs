@@ -1,0 +1,916 @@
+//! Settings: the TOML file, then environment overrides, validated once into a [`Config`].
+//!
+//! The file is optional at its default path and required when named with `--config`. Unknown keys
+//! are rejected so a typo never silently turns a setting off. Secrets (the bearer token and any
+//! database password) are wrapped so `Debug` and `check-config` never print them.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration file lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/whatsapp-mcp/config.toml";
+
+/// Shortest bearer token accepted; anything shorter is guessable.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// A configuration that cannot be used, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A value that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the few places that must compare or send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A database URL whose password is hidden whenever it is displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        let url = Self(raw.trim().to_owned());
+        match url.kind() {
+            Some(_) => Ok(url),
+            None => Err(ConfigError::invalid(
+                key,
+                format!(
+                    "unsupported database URL {}: use sqlite:///path/to/file.db or postgres://user@host/db",
+                    url.redacted()
+                ),
+            )),
+        }
+    }
+
+    /// The full URL including any password, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn kind(&self) -> Option<BackendKind> {
+        let scheme = self.0.split_once("://")?.0;
+        match scheme {
+            "sqlite" => Some(BackendKind::Sqlite),
+            "postgres" | "postgresql" => Some(BackendKind::Postgres),
+            _ => None,
+        }
+    }
+
+    /// The filesystem path of an `sqlite://` URL (`sqlite:///abs` or `sqlite://relative`).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.0.strip_prefix("sqlite://")?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
+    /// The URL with the password part of the authority replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url_password(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return redact_query_password(url);
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    let masked = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        user.to_owned()
+    };
+    redact_query_password(&format!("{scheme}://{masked}@{host}{tail}"))
+}
+
+/// libpq also accepts `?password=...`; hide that form too.
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+/// Which storage engine a database URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The MCP transport named by `MCP_TRANSPORT`: what a bare `whatsapp-mcp` invocation serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// MCP over stdin/stdout for a desktop client.
+    Stdio,
+    /// The daemon with both HTTP transports (legacy SSE and Streamable HTTP).
+    Sse,
+}
+
+impl Transport {
+    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "stdio" => Ok(Self::Stdio),
+            "sse" | "http" | "streamable-http" => Ok(Self::Sse),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("unknown transport {other:?}: expected \"stdio\" or \"sse\""),
+            )),
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// journald when stderr is connected to the journal (`JOURNAL_STREAM`), else stderr.
+    Auto,
+    Journald,
+    Stderr,
+}
+
+/// The validated settings every part of the program reads.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the file was read from, if one was.
+    pub source: Option<PathBuf>,
+    pub bridge_listen: SocketAddr,
+    /// Base URL of the bridge for the local clients (`status`, `qr`, `stdio`).
+    pub bridge_url: String,
+    pub mcp_listen: SocketAddr,
+    pub transport: Transport,
+    pub read_only: bool,
+    pub allowed_recipients: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub token: Option<Secret>,
+    /// Where the token was read from, for `check-config`.
+    pub token_source: Option<String>,
+    pub database_url: DatabaseUrl,
+    pub session_database_url: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub media_dir: PathBuf,
+    pub outbox_dir: PathBuf,
+    pub log_level: String,
+    pub log_target: LogTarget,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    bridge: BridgeSection,
+    #[serde(default)]
+    mcp: McpSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    storage: StorageSection,
+    #[serde(default)]
+    paths: PathsSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeSection {
+    listen: Option<SocketAddr>,
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpSection {
+    listen: Option<SocketAddr>,
+    transport: Option<String>,
+    read_only: Option<bool>,
+    allowed_recipients: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    database_url: Option<String>,
+    session_database_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsSection {
+    data_dir: Option<PathBuf>,
+    media_dir: Option<PathBuf>,
+    outbox_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+    target: Option<LogTarget>,
+}
+
+/// Reads environment variables; a trait object so tests can supply their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, ignoring variables that are set but empty.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Loads `path` (or the default path, if it exists) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, &process_env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment.
+    pub fn load_with_env(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let (file, source) = match path {
+            Some(path) => (read_file(path)?, Some(path.to_path_buf())),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    (read_file(default)?, Some(default.to_path_buf()))
+                } else {
+                    (FileConfig::default(), None)
+                }
+            }
+        };
+        Self::resolve(file, source, env)
+    }
+
+    /// Parses TOML text as if it were the configuration file at `origin`.
+    pub fn from_toml(text: &str, origin: &Path, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let file = parse_file(text, origin)?;
+        Self::resolve(file, Some(origin.to_path_buf()), env)
+    }
+
+    fn resolve(
+        file: FileConfig,
+        source: Option<PathBuf>,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
+        let bridge_listen = match env("WHATSAPP_MCP_BRIDGE_LISTEN") {
+            Some(raw) => parse_addr("WHATSAPP_MCP_BRIDGE_LISTEN", &raw)?,
+            None => file
+                .bridge
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        };
+
+        let mut mcp_listen = match env("WHATSAPP_MCP_LISTEN") {
+            Some(raw) => parse_addr("WHATSAPP_MCP_LISTEN", &raw)?,
+            None => file
+                .mcp
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+        };
+        // The seed's contract: MCP_PORT sets the MCP port and PORT (as set by Cloud Run and
+        // similar platforms) wins over it.
+        for key in ["MCP_PORT", "PORT"] {
+            if let Some(raw) = env(key) {
+                mcp_listen.set_port(parse_port(key, &raw)?);
+            }
+        }
+        if mcp_listen.port() != 0 && mcp_listen.port() == bridge_listen.port() {
+            let same_ip = mcp_listen.ip() == bridge_listen.ip()
+                || mcp_listen.ip().is_unspecified()
+                || bridge_listen.ip().is_unspecified();
+            if same_ip {
+                return Err(ConfigError::invalid(
+                    "mcp.listen",
+                    format!(
+                        "the MCP listener ({mcp_listen}) and the bridge ({bridge_listen}) cannot share a port"
+                    ),
+                ));
+            }
+        }
+
+        let bridge_url = env("WHATSAPP_BRIDGE_URL")
+            .or(file.bridge.url)
+            .unwrap_or_else(|| default_bridge_url(bridge_listen));
+        let bridge_url = validate_bridge_url(bridge_url.trim())?;
+
+        let transport = match env("MCP_TRANSPORT").or(file.mcp.transport) {
+            Some(raw) => Transport::parse("MCP_TRANSPORT", &raw)?,
+            None => Transport::Sse,
+        };
+
+        let read_only = match env("WHATSAPP_MCP_READ_ONLY") {
+            Some(raw) => parse_bool("WHATSAPP_MCP_READ_ONLY", &raw)?,
+            None => file.mcp.read_only.unwrap_or(false),
+        };
+        let allowed_recipients = match env("WHATSAPP_MCP_ALLOWED_RECIPIENTS") {
+            Some(raw) => split_list(&raw),
+            None => file.mcp.allowed_recipients.unwrap_or_default(),
+        };
+        let allowed_origins = match env("WHATSAPP_MCP_ALLOWED_ORIGINS") {
+            Some(raw) => split_list(&raw),
+            None => file.mcp.allowed_origins.unwrap_or_default(),
+        };
+
+        let (token, token_source) = resolve_token(&file.auth, env)?;
+
+        let data_dir = env("WHATSAPP_MCP_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.paths.data_dir)
+            .unwrap_or_else(|| default_data_dir(env));
+        require_absolute("paths.data_dir", &data_dir)?;
+        let media_dir = env("WHATSAPP_MCP_MEDIA_DIR")
+            .map(PathBuf::from)
+            .or(file.paths.media_dir)
+            .unwrap_or_else(|| data_dir.join("media"));
+        require_absolute("paths.media_dir", &media_dir)?;
+        let outbox_dir = env("WHATSAPP_MCP_OUTBOX_DIR")
+            .map(PathBuf::from)
+            .or(file.paths.outbox_dir)
+            .unwrap_or_else(|| data_dir.join("outbox"));
+        require_absolute("paths.outbox_dir", &outbox_dir)?;
+
+        let database_url = match env("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse("DATABASE_URL", &raw)?,
+            None => match file.storage.database_url {
+                Some(raw) => DatabaseUrl::parse("storage.database_url", &raw)?,
+                None => DatabaseUrl(format!(
+                    "sqlite://{}",
+                    data_dir.join("whatsapp.db").display()
+                )),
+            },
+        };
+        let session_database_url = match env("WHATSAPP_SESSION_DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse("WHATSAPP_SESSION_DATABASE_URL", &raw)?,
+            None => match file.storage.session_database_url {
+                Some(raw) => DatabaseUrl::parse("storage.session_database_url", &raw)?,
+                None => database_url.clone(),
+            },
+        };
+
+        let log_level = env("WHATSAPP_MCP_LOG")
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".to_owned());
+        validate_log_level(&log_level)?;
+        let log_target = match env("WHATSAPP_MCP_LOG_TARGET") {
+            Some(raw) => match raw.trim() {
+                "auto" => LogTarget::Auto,
+                "journald" => LogTarget::Journald,
+                "stderr" => LogTarget::Stderr,
+                other => {
+                    return Err(ConfigError::invalid(
+                        "WHATSAPP_MCP_LOG_TARGET",
+                        format!("unknown log target {other:?}: expected auto, journald or stderr"),
+                    ));
+                }
+            },
+            None => file.log.target.unwrap_or(LogTarget::Auto),
+        };
+
+        Ok(Self {
+            source,
+            bridge_listen,
+            bridge_url,
+            mcp_listen,
+            transport,
+            read_only,
+            allowed_recipients,
+            allowed_origins,
+            token,
+            token_source,
+            database_url,
+            session_database_url,
+            data_dir,
+            media_dir,
+            outbox_dir,
+            log_level,
+            log_target,
+        })
+    }
+
+    /// Refuses an address that other machines can reach unless a token guards it.
+    ///
+    /// Called with the configured addresses by `check-config` and with the addresses of the
+    /// sockets actually held (which systemd may have chosen) by `serve`.
+    pub fn check_exposure(&self, name: &str, addr: SocketAddr) -> Result<(), ConfigError> {
+        if self.token.is_none() && !is_loopback(addr.ip()) {
+            return Err(ConfigError::invalid(
+                name,
+                format!(
+                    "{addr} is reachable from other machines but no bearer token is configured; \
+                     set [auth] token_file (or WHATSAPP_MCP_TOKEN_FILE) or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, secrets redacted, for `check-config`.
+    pub fn to_redacted_toml(&self) -> String {
+        let view = RedactedView {
+            bridge: RedactedBridge {
+                listen: self.bridge_listen.to_string(),
+                url: self.bridge_url.clone(),
+            },
+            mcp: RedactedMcp {
+                listen: self.mcp_listen.to_string(),
+                transport: self.transport,
+                read_only: self.read_only,
+                allowed_recipients: self.allowed_recipients.clone(),
+                allowed_origins: self.allowed_origins.clone(),
+            },
+            auth: RedactedAuth {
+                token: if self.token.is_some() {
+                    "<redacted>"
+                } else {
+                    "<none>"
+                },
+                token_source: self.token_source.clone().unwrap_or_default(),
+            },
+            storage: RedactedStorage {
+                database_url: self.database_url.redacted(),
+                session_database_url: self.session_database_url.redacted(),
+            },
+            paths: RedactedPaths {
+                data_dir: self.data_dir.display().to_string(),
+                media_dir: self.media_dir.display().to_string(),
+                outbox_dir: self.outbox_dir.display().to_string(),
+            },
+            log: RedactedLog {
+                level: self.log_level.clone(),
+                target: self.log_target,
+            },
+        };
+        toml::to_string_pretty(&view).unwrap_or_else(|err| format!("# cannot render: {err}\n"))
+    }
+}
+
+#[derive(Serialize)]
+struct RedactedView {
+    bridge: RedactedBridge,
+    mcp: RedactedMcp,
+    auth: RedactedAuth,
+    storage: RedactedStorage,
+    paths: RedactedPaths,
+    log: RedactedLog,
+}
+
+#[derive(Serialize)]
+struct RedactedBridge {
+    listen: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct RedactedMcp {
+    listen: String,
+    transport: Transport,
+    read_only: bool,
+    allowed_recipients: Vec<String>,
+    allowed_origins: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RedactedAuth {
+    token: &'static str,
+    token_source: String,
+}
+
+#[derive(Serialize)]
+struct RedactedStorage {
+    database_url: String,
+    session_database_url: String,
+}
+
+#[derive(Serialize)]
+struct RedactedPaths {
+    data_dir: String,
+    media_dir: String,
+    outbox_dir: String,
+}
+
+#[derive(Serialize)]
+struct RedactedLog {
+    level: String,
+    target: LogTarget,
+}
+
+/// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: err.to_string().trim_end().to_owned(),
+    })
+}
+
+fn resolve_token(
+    auth: &AuthSection,
+    env: EnvLookup<'_>,
+) -> Result<(Option<Secret>, Option<String>), ConfigError> {
+    if let Some(token) = env("WHATSAPP_MCP_TOKEN") {
+        return Ok((
+            Some(validate_token("WHATSAPP_MCP_TOKEN", &token)?),
+            Some("environment WHATSAPP_MCP_TOKEN".to_owned()),
+        ));
+    }
+    let explicit_file = env("WHATSAPP_MCP_TOKEN_FILE")
+        .map(|raw| ("WHATSAPP_MCP_TOKEN_FILE", PathBuf::from(raw)))
+        .or_else(|| {
+            auth.token_file
+                .clone()
+                .map(|path| ("auth.token_file", path))
+        });
+    if let Some((key, path)) = explicit_file {
+        let token = read_token_file(key, &path)?;
+        return Ok((Some(token), Some(path.display().to_string())));
+    }
+    if let Some(token) = &auth.token {
+        return Ok((
+            Some(validate_token("auth.token", token)?),
+            Some("config file".to_owned()),
+        ));
+    }
+    // systemd's LoadCredential= hands the packaged token to the service this way, which keeps
+    // the file itself root-only even for a DynamicUser service.
+    if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join("token");
+        if path.exists() {
+            let token = read_token_file("CREDENTIALS_DIRECTORY/token", &path)?;
+            return Ok((Some(token), Some(path.display().to_string())));
+        }
+    }
+    Ok((None, None))
+}
+
+fn read_token_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::invalid(
+            key,
+            format!("cannot read token file {}: {err}", path.display()),
+        )
+    })?;
+    validate_token(key, &text)
+}
+
+fn validate_token(key: &str, raw: &str) -> Result<Secret, ConfigError> {
+    let token = raw.trim();
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(ConfigError::invalid(
+            key,
+            format!("the token must be at least {MIN_TOKEN_LEN} characters long"),
+        ));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ConfigError::invalid(
+            key,
+            "the token may only contain printable ASCII without spaces",
+        ));
+    }
+    Ok(Secret::new(token))
+}
+
+fn parse_addr(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.trim().parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{raw:?} is not an address like 127.0.0.1:3000 or [::1]:3000"),
+        )
+    })
+}
+
+fn parse_port(key: &str, raw: &str) -> Result<u16, ConfigError> {
+    raw.trim()
+        .parse::<u16>()
+        .map_err(|_| ConfigError::invalid(key, format!("{raw:?} is not a port number (0-65535)")))
+}
+
+fn parse_bool(key: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{raw:?} is not a boolean (true/false)"),
+        )),
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn require_absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{} must be an absolute path", path.display()),
+        ))
+    }
+}
+
+fn validate_bridge_url(url: &str) -> Result<String, ConfigError> {
+    let ok = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .is_some_and(|rest| !rest.is_empty());
+    if ok {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            "WHATSAPP_BRIDGE_URL",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ))
+    }
+}
+
+fn validate_log_level(level: &str) -> Result<(), ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|err| ConfigError::invalid("log.level", format!("{level:?}: {err}")))
+}
+
+fn default_bridge_url(listen: SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() || is_loopback(listen.ip()) {
+        "localhost".to_owned()
+    } else {
+        match listen.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
+/// `$STATE_DIRECTORY` under systemd, `/var/lib/whatsapp-mcp` for root, else the XDG state dir.
+fn default_data_dir(env: EnvLookup<'_>) -> PathBuf {
+    if let Some(dir) = env("STATE_DIRECTORY") {
+        // systemd may pass several colon-separated directories; the first is ours.
+        let first = dir.split(':').next().unwrap_or(&dir);
+        return PathBuf::from(first);
+    }
+    let is_root = env("USER").as_deref() == Some("root") || env("HOME").as_deref() == Some("/root");
+    if is_root {
+        return PathBuf::from("/var/lib/whatsapp-mcp");
+    }
+    if let Some(state) = env("XDG_STATE_HOME") {
+        return Path::new(&state).join("whatsapp-mcp");
+    }
+    match env("HOME") {
+        Some(home) => Path::new(&home).join(".local/state/whatsapp-mcp"),
+        None => PathBuf::from("/var/lib/whatsapp-mcp"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    fn load(text: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/test/config.toml"), &env_of(pairs))
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_sqlite_under_the_data_dir() {
+        let config = load("", &[("STATE_DIRECTORY", "/var/lib/whatsapp-mcp")]).unwrap();
+        assert_eq!(config.bridge_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.mcp_listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.bridge_url, "http://localhost:8080");
+        assert_eq!(
+            config.database_url.expose(),
+            "sqlite:///var/lib/whatsapp-mcp/whatsapp.db"
+        );
+        assert_eq!(config.session_database_url, config.database_url);
+        assert_eq!(
+            config.media_dir,
+            PathBuf::from("/var/lib/whatsapp-mcp/media")
+        );
+        assert!(config.token.is_none());
+    }
+
+    #[test]
+    fn port_takes_precedence_over_mcp_port() {
+        let config = load(
+            "[mcp]\nlisten = \"127.0.0.1:3000\"\n",
+            &[("MCP_PORT", "8000"), ("PORT", "9000")],
+        )
+        .unwrap();
+        assert_eq!(config.mcp_listen.port(), 9000);
+        let config = load("", &[("MCP_PORT", "8000")]).unwrap();
+        assert_eq!(config.mcp_listen.port(), 8000);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = load("[mcp]\nlisten_addr = \"x\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = load("colour = 1\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load(
+            "[storage]\ndatabase_url = \"sqlite:///a.db\"\n[bridge]\nurl = \"http://a:1\"\n",
+            &[
+                ("DATABASE_URL", "postgres://u:pw@db/wa"),
+                ("WHATSAPP_BRIDGE_URL", "http://b:2/"),
+                ("MCP_TRANSPORT", "stdio"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.database_url.kind(), Some(BackendKind::Postgres));
+        assert_eq!(config.session_database_url, config.database_url);
+        assert_eq!(config.bridge_url, "http://b:2");
+        assert_eq!(config.transport, Transport::Stdio);
+    }
+
+    #[test]
+    fn passwords_never_appear_when_printed() {
+        let config = load(
+            "",
+            &[
+                (
+                    "DATABASE_URL",
+                    "postgres://wa:hunter22@db:5432/wa?sslmode=require",
+                ),
+                (
+                    "WHATSAPP_SESSION_DATABASE_URL",
+                    "postgres://db/wa?password=hunter33",
+                ),
+                ("WHATSAPP_MCP_TOKEN", "0123456789abcdef0123"),
+            ],
+        )
+        .unwrap();
+        let shown = format!("{config:?}\n{}", config.to_redacted_toml());
+        for secret in ["hunter22", "hunter33", "0123456789abcdef0123"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("postgres://wa:***@db:5432/wa?sslmode=require"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (pairs, key) in [
+            (vec![("MCP_PORT", "http")], "MCP_PORT"),
+            (vec![("MCP_TRANSPORT", "carrier-pigeon")], "MCP_TRANSPORT"),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("WHATSAPP_MCP_TOKEN", "short")], "WHATSAPP_MCP_TOKEN"),
+            (
+                vec![("WHATSAPP_BRIDGE_URL", "localhost:8080")],
+                "WHATSAPP_BRIDGE_URL",
+            ),
+            (
+                vec![("WHATSAPP_MCP_DATA_DIR", "relative")],
+                "paths.data_dir",
+            ),
+        ] {
+            let err = load("", &pairs).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn exposure_without_token_is_refused() {
+        let config = load("", &[]).unwrap();
+        assert!(
+            config
+                .check_exposure("bridge", "127.0.0.1:8080".parse().unwrap())
+                .is_ok()
+        );
+        assert!(
+            config
+                .check_exposure("bridge", "0.0.0.0:8080".parse().unwrap())
+                .is_err()
+        );
+        let config = load("", &[("WHATSAPP_MCP_TOKEN", "0123456789abcdef")]).unwrap();
+        assert!(
+            config
+                .check_exposure("bridge", "0.0.0.0:8080".parse().unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn credentials_directory_supplies_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "abcdefghijklmnopqrstuvwxyz\n").unwrap();
+        let config = load(
+            "",
+            &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())],
+        )
+        .unwrap();
+        assert_eq!(
+            config.token.as_ref().map(Secret::expose),
+            Some("abcdefghijklmnopqrstuvwxyz")
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The bridge on port 8080: health, the JSON status API, and the HTML status and QR pages.
+//!
+//! Handlers only read: the live status from [`crate::state`] and counts from the store. Every
+//! response carries headers that keep browsers from sniffing, framing or leaking it.
+
+mod auth;
+mod pages;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+pub use auth::{AccessPolicy, require_token};
+
+use crate::report::{self, AppContext};
+
+/// Largest request body the bridge accepts; it has no endpoint that takes a body yet.
+const BRIDGE_BODY_LIMIT: usize = 64 * 1024;
+
+/// The bridge's routes, guarded by `policy`.
+pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/status", get(api_status))
+        .route("/api/session-backend", get(session_backend))
+        .route("/status", get(status_page))
+        .route("/qr", get(qr_page))
+        .fallback(not_found)
+        .with_state(ctx)
+        .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(policy, require_token))
+        .layer(middleware::map_response(security_headers))
+}
+
+/// Headers every response gets: no sniffing, no framing, no referrer, and a content policy
+/// that allows nothing but our own inline styles and the inline QR image.
+pub async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; form-action 'none'",
+        ),
+    );
+    response
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Liveness only: answers as long as the process serves HTTP, whatever the database does.
+async fn health() -> impl IntoResponse {
+    axum::Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+async fn api_status(State(ctx): State<AppContext>) -> Response {
+    let report = report::build(&ctx).await;
+    no_store(axum::Json(report).into_response())
+}
+
+#[derive(Serialize)]
+struct SessionBackend {
+    /// `sqlite` or `postgres`.
+    backend: String,
+    /// The archive's database, password hidden.
+    location: String,
+    /// The WhatsApp session database, password hidden.
+    session_location: String,
+    connected: bool,
+    schema_ok: bool,
+    schema_version: Option<i64>,
+    expected_schema_version: i64,
+    missing_tables: Vec<String>,
+    error: Option<String>,
+}
+
+async fn session_backend(State(ctx): State<AppContext>) -> Response {
+    let health = ctx.store.health().await;
+    let status = if health.schema_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = SessionBackend {
+        backend: health.backend.as_str().to_owned(),
+        location: ctx.config.database_url.redacted(),
+        session_location: ctx.config.session_database_url.redacted(),
+        connected: health.connected,
+        schema_ok: health.schema_ok(),
+        schema_version: health.schema_version,
+        expected_schema_version: health.expected_schema_version,
+        missing_tables: health.missing_tables,
+        error: health.error,
+    };
+    no_store((status, axum::Json(body)).into_response())
+}
+
+async fn status_page(State(ctx): State<AppContext>) -> Response {
+    let report = report::build(&ctx).await;
+    no_store(Html(pages::dashboard(&report)).into_response())
+}
+
+async fn qr_page(State(ctx): State<AppContext>) -> Response {
+    let engine = ctx.status.snapshot();
+    no_store(Html(pages::qr(&engine)).into_response())
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({
+            "error": "not found: try /status, /qr, /api/status, /api/session-backend or /health"
+        })),
+    )
+}
+
+/// Status and QR answers change from one second to the next and must never be cached.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,137 @@
+//! `serve`: runs both HTTP ports on listeners it is given until a shutdown future resolves.
+//!
+//! [`run`] never binds anything itself, so the same code serves systemd's sockets, sockets bound
+//! from the config, or `127.0.0.1:0` in a test.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::http::{self, AccessPolicy};
+use crate::listeners::Listeners;
+use crate::mcp;
+use crate::report::{self, AppContext};
+use crate::systemd::Notifier;
+
+/// How long open connections get to finish after a stop request.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the `STATUS=` line is refreshed even when the link state has not changed, so the
+/// message count stays current.
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Serves the bridge and the MCP port until `shutdown` resolves, then drains and returns.
+///
+/// Sends `READY=1` once both servers accept connections; the caller has already opened the
+/// store, so readiness means listeners and store are both up.
+pub async fn run(
+    ctx: AppContext,
+    listeners: Listeners,
+    notifier: Notifier,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let bridge = into_tokio(listeners.bridge)?;
+    let mcp_listener = into_tokio(listeners.mcp)?;
+    let bridge_addr = bridge.local_addr()?;
+    let mcp_addr = mcp_listener.local_addr()?;
+
+    let policy = AccessPolicy::new(ctx.config.token.clone());
+    let bridge_app = http::bridge_router(ctx.clone(), policy.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let mcp_app = mcp::router(policy).into_make_service_with_connect_info::<SocketAddr>();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let bridge_task = tokio::spawn(
+        axum::serve(bridge, bridge_app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let mcp_task = tokio::spawn(
+        axum::serve(mcp_listener, mcp_app)
+            .with_graceful_shutdown(stopped(stop_rx))
+            .into_future(),
+    );
+
+    let first_line = report::status_line(&report::build(&ctx).await);
+    notifier.ready(&first_line);
+    tracing::info!(
+        %bridge_addr,
+        %mcp_addr,
+        activated = listeners.activated,
+        backend = ctx.store.kind().as_str(),
+        "whatsapp-mcp {} ready",
+        env!("CARGO_PKG_VERSION"),
+    );
+
+    let _watchdog = notifier.watchdog_interval().map(|interval| {
+        tracing::debug!(?interval, "watchdog enabled");
+        notifier.spawn_watchdog(interval)
+    });
+    let status_mirror = tokio::spawn(mirror_status(ctx.clone(), notifier.clone(), first_line));
+
+    shutdown.await;
+    tracing::info!("stop requested; draining connections");
+    notifier.stopping("stopping: finishing open requests");
+    status_mirror.abort();
+    let _ = stop_tx.send(true);
+
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let (bridge_result, mcp_result) = tokio::join!(bridge_task, mcp_task);
+        bridge_result.context("bridge server task")??;
+        mcp_result.context("MCP server task")??;
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn into_tokio(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    listener
+        .set_nonblocking(true)
+        .context("making a listener non-blocking")?;
+    tokio::net::TcpListener::from_std(listener).context("registering a listener with tokio")
+}
+
+/// Keeps systemd's `STATUS=` line in step with the link state and the archive size.
+async fn mirror_status(ctx: AppContext, notifier: Notifier, mut last: String) {
+    let mut changes = ctx.status.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(STATUS_REFRESH) => {}
+        }
+        let report = report::build(&ctx).await;
+        let line = report::status_line(&report);
+        if line != last {
+            notifier.status(&line);
+            last = line;
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+}
