@@ -178,6 +178,7 @@ build_deb() {
         fail "lintian --fail-on error,warning"
         sed 's/^/    /' "$WORK/lintian.log"
     fi
+    return 0
 }
 
 # --- 3. booted containers ----------------------------------------------------

@@ -235,7 +235,8 @@ check_watchdog() {
         fail "[$s] the daemon was restarted while not stalled (watchdog not fed?)"
     fi
 
-    in_ct kill -STOP "$pid"
+    # kill is a shell builtin here: minbase has no /usr/bin/kill on bookworm.
+    in_ct sh -c "kill -STOP $pid"
     if wait_for 20 watchdog_fired; then
         pass "[$s] SIGSTOP on the main pid ends in Result=watchdog"
     else
@@ -247,7 +248,7 @@ check_watchdog() {
         fail "[$s] not restarted after the watchdog (NRestarts=$(unit_prop whatsapp-mcp.service NRestarts), state $(in_ct systemctl is-active whatsapp-mcp.service))"
         diagnose "$s"
     fi
-    in_ct kill -CONT "$pid" 2>/dev/null
+    in_ct sh -c "kill -CONT $pid" 2>/dev/null
     in_ct rm -rf "$dropin"
     in_ct systemctl daemon-reload
 }
@@ -268,7 +269,7 @@ check_network_dropins() {
         return
     fi
     local listen
-    listen=$(in_ct systemctl show -p Listen --value whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')
+    listen=$(in_ct systemctl show -p Listen --value whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr -s '\n' ' ')
     if [ "$listen" = "[::]:8080 (Stream) [::]:3000 (Stream) " ]; then
         pass "[$s] example drop-ins move both sockets to [::] ($listen)"
     else
