@@ -171,6 +171,22 @@ build_deb() {
         fail "conffiles are: $(tr '\n' ' ' <<<"$conffiles")"
     fi
 
+    # cargo-deb splices the systemd snippets into debian/postinst and postrm.
+    # The token must exist before the snippets start the sockets, since the
+    # service will not start without it.
+    local ctl="$WORK/control" script order
+    mkdir -p "$ctl" && dpkg-deb -e "$DEB" "$ctl"
+    order=$(awk '/^ *make_token$/ && !t { t = NR } /deb-systemd-invoke/ && !d { d = NR }
+        END { print (t && d && t < d) ? "ok" : "wrong" }' "$ctl/postinst")
+    for script in preinst postinst prerm postrm; do
+        [ -f "$ctl/$script" ] && ! sh -n "$ctl/$script" && order="syntax error in $script"
+    done
+    if [ "$order" = ok ]; then
+        pass "maintainer scripts parse, and postinst makes the token before starting the sockets"
+    else
+        fail "maintainer scripts: $order"
+    fi
+
     if lintian --fail-on error,warning "$DEB" >"$WORK/lintian.log" 2>&1; then
         pass "lintian --fail-on error,warning"
         grep -E '^[IWEP]:' "$WORK/lintian.log" | sed 's/^/    /'

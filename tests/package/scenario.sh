@@ -8,7 +8,8 @@ scenario() {
     local s=$1 deb
     deb="/debs/$(basename "$DEB")"
 
-    if in_ct dpkg -i --force-confdef --force-confold "$deb" >"$WORK/dpkg-i-$s.log" 2>&1; then
+    if in_ct dpkg -i --force-confdef --force-confold "$deb" >"$WORK/dpkg-i-$s.log" 2>&1 &&
+        dpkg_ok "$WORK/dpkg-i-$s.log"; then
         pass "[$s] dpkg -i $(basename "$DEB")"
     else
         fail "[$s] dpkg -i"
@@ -21,9 +22,11 @@ scenario() {
     check_status_and_endpoints "$s"
     check_journal "$s"
     check_restart_keeps_state "$s"
+    check_reinstall "$s"
+    check_bad_config "$s"
     check_watchdog "$s"
     check_network_dropins "$s"
-    check_purge "$s"
+    check_remove_then_purge "$s"
 }
 
 diagnose() {
@@ -35,6 +38,19 @@ diagnose() {
 
 unit_prop() { in_ct systemctl show -p "$2" --value "$1"; }
 
+# The steps below restart the units far more often than anyone would by hand,
+# which would trip systemd's start rate limit (5 starts in 10 s) and make a
+# step fail for a reason of the test's own making. reset-failed also resets
+# that counter, so each step calls this first.
+reset_limits() {
+    in_ct systemctl reset-failed whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket 2>/dev/null
+}
+
+# dpkg_ok LOG: the maintainer scripts ran without shell errors.
+dpkg_ok() {
+    ! grep -E ': [0-9]+: |not found|Could not execute' "$1"
+}
+
 check_install() {
     local s=$1 out
     out=$(in_ct stat -c '%a %U:%G %s' /etc/whatsapp-mcp/token 2>&1)
@@ -43,6 +59,13 @@ check_install() {
         pass "[$s] postinst created /etc/whatsapp-mcp/token (0600 root, 32 random bytes)"
     else
         fail "[$s] token file: $out"
+    fi
+
+    if in_ct whatsapp-mcp check-config >"$WORK/check-config-$s.log" 2>&1; then
+        pass "[$s] whatsapp-mcp check-config accepts the installed configuration"
+    else
+        fail "[$s] whatsapp-mcp check-config:"
+        sed 's/^/    /' "$WORK/check-config-$s.log"
     fi
 
     out=$(in_ct ufw app info whatsapp-mcp 2>&1)
@@ -177,6 +200,7 @@ is_active() { [ "$(in_ct systemctl is-active whatsapp-mcp.service)" = active ]; 
 
 check_restart_keeps_state() {
     local s=$1 state=/var/lib/private/whatsapp-mcp before after mode link
+    reset_limits
     mode=$(in_ct stat -c '%a' "$state" 2>&1)
     link=$(in_ct readlink /var/lib/whatsapp-mcp 2>&1)
     if [ "$mode" = 700 ] && [ "$link" = private/whatsapp-mcp ]; then
@@ -201,6 +225,64 @@ check_restart_keeps_state() {
     fi
 }
 
+# Installing the package over itself runs the upgrade path of the maintainer
+# scripts: the running service is restarted, the token and state are kept.
+check_reinstall() {
+    local s=$1 token_before token_after pid_before
+    token_before=$(in_ct md5sum /etc/whatsapp-mcp/token)
+    pid_before=$(unit_prop whatsapp-mcp.service MainPID)
+    reset_limits
+    if in_ct dpkg -i --force-confdef --force-confold "/debs/$(basename "$DEB")" >"$WORK/dpkg-re-$s.log" 2>&1 &&
+        dpkg_ok "$WORK/dpkg-re-$s.log" && wait_for 30 is_active; then
+        token_after=$(in_ct md5sum /etc/whatsapp-mcp/token)
+        if [ "$token_before" = "$token_after" ] &&
+            [ "$(unit_prop whatsapp-mcp.service MainPID)" != "$pid_before" ] &&
+            [ "$(in_ct cat /var/lib/private/whatsapp-mcp/package-test-marker 2>/dev/null)" = kept ] &&
+            [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')" = "active active " ]; then
+            pass "[$s] reinstall (upgrade path) restarts the running service, keeps token, state and sockets"
+        else
+            fail "[$s] after reinstall: token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID)"
+        fi
+    else
+        fail "[$s] reinstalling the package"
+        sed 's/^/    /' "$WORK/dpkg-re-$s.log"
+        diagnose "$s"
+    fi
+}
+
+is_failed() { [ "$(in_ct systemctl is-active whatsapp-mcp.service)" = failed ]; }
+
+# A configuration error makes the daemon exit 78; RestartPreventExitStatus=78
+# must leave the unit failed instead of restarting it over and over.
+check_bad_config() {
+    local s=$1 conf=/etc/whatsapp-mcp/config.toml restarts status
+    reset_limits
+    restarts=$(unit_prop whatsapp-mcp.service NRestarts)
+    in_ct cp "$conf" "$conf.package-test"
+    in_ct sh -c "echo 'no_such_key = 1' >>$conf"
+    in_ct systemctl restart whatsapp-mcp.service >/dev/null 2>&1
+    if wait_for 15 is_failed; then
+        # Long enough for RestartSec=2s to have restarted it, were it going to.
+        sleep 3
+        status=$(unit_prop whatsapp-mcp.service ExecMainStatus)
+        if is_failed && [ "$status" = 78 ] &&
+            [ "$(unit_prop whatsapp-mcp.service NRestarts)" = "$restarts" ]; then
+            pass "[$s] an unknown config key: exit 78, unit stays failed, no restart loop"
+        else
+            fail "[$s] bad config: exit status $status, Result=$(unit_prop whatsapp-mcp.service Result), NRestarts $restarts -> $(unit_prop whatsapp-mcp.service NRestarts), $(in_ct systemctl is-active whatsapp-mcp.service)"
+            diagnose "$s"
+        fi
+    else
+        fail "[$s] with an unknown config key the service is $(in_ct systemctl is-active whatsapp-mcp.service), expected failed"
+    fi
+    in_ct mv -f "$conf.package-test" "$conf"
+    reset_limits
+    if ! { in_ct systemctl start whatsapp-mcp.service && wait_for 30 is_active; }; then
+        fail "[$s] service does not come back after restoring the config"
+        diagnose "$s"
+    fi
+}
+
 watchdog_fired() { [ "$(unit_prop whatsapp-mcp.service Result)" = watchdog ]; }
 
 restarted_after() {
@@ -214,6 +296,7 @@ restarted_after() {
 # a new one. A runtime drop-in shortens the watchdog to keep this quick.
 check_watchdog() {
     local s=$1 dropin=/run/systemd/system/whatsapp-mcp.service.d pid restarts
+    reset_limits
     in_ct mkdir -p "$dropin"
     in_ct sh -c "printf '[Service]\nWatchdogSec=4s\nRestartSec=3s\nTimeoutAbortSec=5s\n' >$dropin/package-test-watchdog.conf"
     in_ct systemctl daemon-reload
@@ -259,6 +342,7 @@ check_watchdog() {
 # client: it must be refused without the token and let in with it.
 check_network_dropins() {
     local s=$1 ex=/usr/share/doc/whatsapp-mcp/examples code
+    reset_limits
     if ! in_ct sh -ec "
         install -D -m 0644 $ex/bridge-listen-all.conf /etc/systemd/system/whatsapp-mcp.socket.d/listen.conf
         install -D -m 0644 $ex/mcp-listen-all.conf /etc/systemd/system/whatsapp-mcp-mcp.socket.d/listen.conf
@@ -306,9 +390,26 @@ check_network_dropins() {
         systemctl daemon-reload && systemctl restart whatsapp-mcp.socket'
 }
 
-check_purge() {
-    local s=$1 left
-    if in_ct dpkg --purge whatsapp-mcp >"$WORK/dpkg-purge-$s.log" 2>&1; then
+# Removal stops everything but keeps configuration, token and state; purge
+# deletes them too.
+check_remove_then_purge() {
+    local s=$1 left kept
+    if in_ct dpkg --remove whatsapp-mcp >"$WORK/dpkg-r-$s.log" 2>&1 && dpkg_ok "$WORK/dpkg-r-$s.log"; then
+        pass "[$s] dpkg --remove whatsapp-mcp"
+    else
+        fail "[$s] dpkg --remove whatsapp-mcp"
+        sed 's/^/    /' "$WORK/dpkg-r-$s.log"
+    fi
+    kept=$(in_ct sh -c 'ls /etc/whatsapp-mcp/token /etc/whatsapp-mcp/config.toml \
+        /var/lib/private/whatsapp-mcp/package-test-marker 2>/dev/null | wc -l')
+    if [ "$kept" = 3 ] &&
+        [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp.service | sort -u | tr '\n' ' ')" = "inactive " ]; then
+        pass "[$s] after remove: units stopped; config, token and state kept"
+    else
+        fail "[$s] after remove: $kept of config/token/state kept, units $(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp.service | tr '\n' ' ')"
+    fi
+
+    if in_ct dpkg --purge whatsapp-mcp >"$WORK/dpkg-purge-$s.log" 2>&1 && dpkg_ok "$WORK/dpkg-purge-$s.log"; then
         pass "[$s] dpkg --purge whatsapp-mcp"
     else
         fail "[$s] dpkg --purge whatsapp-mcp"
