@@ -99,6 +99,7 @@ fn latest_schema_version() -> i64 {
         .unwrap_or(0)
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "shaped for `map_err`")]
 fn map_error(err: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match &err {

@@ -18,6 +18,7 @@ scenario() {
     fi
 
     check_install "$s"
+    check_units_here "$s"
     check_activation "$s" || { diagnose "$s"; return; }
     check_status_and_endpoints "$s"
     check_journal "$s"
@@ -74,6 +75,26 @@ check_install() {
     else
         fail "[$s] ufw app info whatsapp-mcp:"
         sed 's/^/    /' <<<"$out"
+    fi
+}
+
+# The installed units, judged by this release's own systemd, which may know
+# settings (and deprecations) that the host's does not.
+check_units_here() {
+    local s=$1 out score
+    out=$(in_ct systemd-analyze verify --man=no whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket 2>&1)
+    if [ $? -eq 0 ] && [ -z "$out" ]; then
+        pass "[$s] systemd-analyze verify of the installed units is silent"
+    else
+        fail "[$s] systemd-analyze verify of the installed units:"
+        sed 's/^/    /' <<<"$out"
+    fi
+    score=$(in_ct systemd-analyze security whatsapp-mcp.service 2>&1 |
+        sed -n 's/.*Overall exposure level for whatsapp-mcp.service: \([0-9.]*\).*/\1/p')
+    if [ -n "$score" ] && awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }'; then
+        pass "[$s] systemd-analyze security exposure $score <= $MAX_EXPOSURE"
+    else
+        fail "[$s] systemd-analyze security exposure '${score:-?}' is above $MAX_EXPOSURE"
     fi
 }
 

@@ -1,0 +1,192 @@
+//! Helpers shared by the integration tests: free ports, a notify socket, HTTP, the binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_whatsapp-mcp")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A Unix datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    socket: UnixDatagram,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        Self {
+            path,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// Receives datagrams until `until` returns true for one of them or `timeout` passes; returns
+    /// every datagram seen, split into its `KEY=VALUE` lines.
+    pub fn collect_until(
+        &self,
+        timeout: Duration,
+        mut until: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return seen;
+            }
+            self.socket.set_read_timeout(Some(left)).unwrap();
+            match self.socket.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let mut done = false;
+                    for line in text.lines() {
+                        done |= until(line);
+                        seen.push(line.to_owned());
+                    }
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return seen;
+                }
+                Err(err) => panic!("notify socket: {err}"),
+            }
+        }
+    }
+}
+
+/// A plain HTTP GET with a generous timeout; returns the status code and body.
+pub fn get(url: &str) -> (u16, String) {
+    get_with(url, &[])
+}
+
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(15)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request
+        .call()
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+/// Polls `url` until it answers or `timeout` passes.
+pub fn wait_for_http(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    while Instant::now() < deadline {
+        if agent.get(url).call().is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A child process that is killed if the test ends (or panics) while it still runs.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Connects to `port` until something accepts, then hangs up.
+pub fn wait_for_listener(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child to exit, killing it if it takes longer than `timeout`.
+pub fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Sends SIGTERM to `pid`.
+pub fn terminate(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+/// Environment that keeps the binary away from the machine's real config and state.
+/// An empty config file is written into `data_dir` so an installed /etc config never leaks in.
+pub fn isolated_env(data_dir: &Path) -> Vec<(&'static str, String)> {
+    let config = data_dir.join("config.toml");
+    std::fs::write(&config, "# test: defaults only\n").unwrap();
+    vec![
+        ("WHATSAPP_MCP_CONFIG", config.display().to_string()),
+        ("WHATSAPP_MCP_DATA_DIR", data_dir.display().to_string()),
+        ("WHATSAPP_MCP_LOG_TARGET", "stderr".to_owned()),
+    ]
+}
