@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -32,7 +33,16 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
     if want_journald {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let layer = layer.with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned());
+                // syslog's levels: info lines are informational (6), not notices (5), so
+                // `journalctl -p notice` shows only what needs attention.
+                let priorities = PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                };
+                let layer = layer
+                    .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned())
+                    .with_priority_mappings(priorities);
                 if tracing_subscriber::registry()
                     .with(filter)
                     .with(layer)
