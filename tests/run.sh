@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, the Rust tests (unit, integration,
+# socket activation, journald) and the package tier (units, .deb, lintian, booted containers).
+#
+#   sudo bash tests/run.sh
+#
+# Runs as root on a fresh Debian machine with a Rust toolchain: it installs the Debian packages
+# and cargo tools it needs when they are missing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh needs root: it installs packages, starts a private journald and boots containers" >&2
+    exit 2
+fi
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# Debian packages the Rust tests call: systemd-socket-activate and systemd-journald (systemd),
+# unshare and nsenter (util-linux), curl.
+need=()
+for pair in systemd-socket-activate:systemd /lib/systemd/systemd-journald:systemd \
+    systemd-cat:systemd unshare:util-linux curl:curl stat:coreutils; do
+    cmd=${pair%%:*} pkg=${pair#*:}
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
+        need+=("$pkg")
+    fi
+done
+if [ ${#need[@]} -gt 0 ]; then
+    step "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --all-targets
+
+step "package tier"
+bash tests/package/run.sh
+
+step "all tests passed"
