@@ -58,9 +58,12 @@ ensure_tools() {
             return 1
         }
     fi
-    if ! cargo deb --version >/dev/null 2>&1; then
-        log "installing cargo-deb"
-        cargo install cargo-deb --locked >"$WORK/cargo-deb-install.log" 2>&1 || {
+    # The packaging relies on how cargo-deb 3.x lays out units and splices the
+    # systemd snippets into debian/postinst and postrm; another major version
+    # is replaced rather than trusted.
+    if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.'; then
+        log "installing cargo-deb 3.x"
+        cargo install cargo-deb --version '^3.8' --locked --force >"$WORK/cargo-deb-install.log" 2>&1 || {
             tail -20 "$WORK/cargo-deb-install.log" >&2
             return 1
         }
