@@ -80,6 +80,15 @@ find_leader() {
     [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ]
 }
 
+# Sets BOOT_STATE; true once the boot has finished one way or the other.
+system_state_settled() {
+    BOOT_STATE=$(timeout 60 nsenter -t "$LEADER" -a -- systemctl is-system-running --wait 2>/dev/null)
+    case "$BOOT_STATE" in
+        running | degraded | maintenance | stopping) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
 nspawn_gone() { ! kill -0 "$NSPAWN_PID" 2>/dev/null; }
 
 # boot_container SUITE: unpack the suite's root filesystem and boot it with
@@ -103,7 +112,13 @@ boot_container() {
         sed 's/^/    /' "$WORK/console-$suite.log" >&2
         return 1
     fi
-    state=$(timeout 90 nsenter -t "$LEADER" -a -- systemctl is-system-running --wait 2>/dev/null)
+    # Right after PID 1 starts, its control socket may not exist yet and
+    # systemctl fails at once instead of waiting; ask until it answers.
+    if ! wait_for 90 system_state_settled; then
+        echo "    systemctl is-system-running said '$BOOT_STATE'" >&2
+        return 1
+    fi
+    state=$BOOT_STATE
     case "$state" in
         running) pass "[$suite] container booted, systemd is running" ;;
         degraded)
