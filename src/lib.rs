@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jid;
 pub mod listeners;
 pub mod logging;
 pub mod mcp;

@@ -3,6 +3,8 @@
 //! The store knows nothing of HTTP, MCP or WhatsApp's wire protocol: it keeps rows and answers
 //! queries. Callers hold an `Arc<dyn Store>` and never learn which engine is underneath.
 
+pub mod model;
+mod search;
 mod sqlite;
 
 use std::sync::Arc;
@@ -11,6 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{BackendKind, DatabaseUrl};
+use crate::jid::Jid;
+use model::{
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
+    NewMessage, Page, Participant,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -72,6 +79,118 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Counts for the status page.
     async fn stats(&self) -> Result<ArchiveStats, StoreError>;
+
+    // --- writes: each call is one transaction -------------------------------------------------
+
+    /// Adds or updates contacts; `None` fields keep what is stored.
+    async fn upsert_contacts(&self, contacts: Vec<ContactUpdate>) -> Result<(), StoreError>;
+
+    /// Records that `lid` and `phone` are the same person and merges everything stored under
+    /// the LID (contact, chat, messages, reactions, group memberships) into the phone number.
+    async fn link_lid(&self, lid: Jid, phone: Jid) -> Result<(), StoreError>;
+
+    /// Adds or updates chats; `None` fields keep what is stored.
+    async fn upsert_chats(&self, chats: Vec<ChatUpdate>) -> Result<(), StoreError>;
+
+    /// Stores messages, creating their chats as needed. A message already stored (same chat and
+    /// id) is updated with any fields it lacked, never duplicated. Returns how many were new.
+    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError>;
+
+    /// Replaces a message's text after an edit.
+    async fn edit_message(
+        &self,
+        chat: Jid,
+        id: String,
+        text: String,
+        edited_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Marks a message deleted for everyone and drops its content.
+    async fn delete_message(
+        &self,
+        chat: Jid,
+        id: String,
+        deleted_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Sets `sender`'s reaction to a message; an empty emoji removes it.
+    async fn set_reaction(
+        &self,
+        chat: Jid,
+        message_id: String,
+        sender: Jid,
+        emoji: String,
+        timestamp: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces a group's member list.
+    async fn set_participants(
+        &self,
+        group: Jid,
+        participants: Vec<(Jid, String)>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a small progress marker (e.g. the oldest synced message of a chat).
+    async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError>;
+
+    async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError>;
+
+    // --- reads ---------------------------------------------------------------------------------
+
+    async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError>;
+
+    /// One chat, with its latest message.
+    async fn chat(&self, jid: Jid) -> Result<Chat, StoreError>;
+
+    /// Messages newest first, filtered; full-text search when `query.text` is set.
+    async fn list_messages(&self, query: MessageQuery) -> Result<Vec<Message>, StoreError>;
+
+    async fn message(&self, chat: Jid, id: String) -> Result<Message, StoreError>;
+
+    /// A message with up to `before` older and `after` newer messages of the same chat, both in
+    /// chronological order.
+    async fn message_context(
+        &self,
+        chat: Jid,
+        id: String,
+        before: u32,
+        after: u32,
+    ) -> Result<MessageContext, StoreError>;
+
+    /// Contacts whose name or number contains `query`.
+    async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError>;
+
+    async fn contact(&self, jid: Jid) -> Result<Contact, StoreError>;
+
+    /// Chats the contact is in: the direct chat and groups where they wrote, latest first.
+    async fn contact_chats(&self, jid: Jid, page: Page) -> Result<Vec<Chat>, StoreError>;
+
+    /// The most recent message to or from the contact, in any chat.
+    async fn last_interaction(&self, jid: Jid) -> Result<Option<Message>, StoreError>;
+
+    async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError>;
+}
+
+/// Refuses a LID link whose halves are not a LID and a phone-number JID.
+fn check_lid_pair(lid: &Jid, phone: &Jid) -> Result<(), StoreError> {
+    if lid.is_lid() && phone.phone().is_some() {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "cannot link {lid} to {phone}: expected a @lid and a @s.whatsapp.net address"
+        )))
+    }
+}
+
+/// Group roles the archive knows.
+fn check_role(role: &str) -> Result<(), StoreError> {
+    if matches!(role, "member" | "admin" | "superadmin") {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "unknown group role {role:?}: expected member, admin or superadmin"
+        )))
+    }
 }
 
 /// Opens (creating and migrating as needed) the store named by `url`.

@@ -1,14 +1,28 @@
 //! The embedded SQLite backend (rusqlite, WAL): the default store, one file under the data dir.
+//!
+//! One writer connection serialises writes (SQLite allows one writer at a time anyway); a few
+//! reader connections serve queries concurrently, which WAL mode lets proceed during writes.
+
+mod archive;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::DateTime;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::Semaphore;
 
-use super::{ArchiveStats, BackendHealth, Store, StoreError};
+use super::model::{
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
+    NewMessage, Page, Participant,
+};
+use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
 use crate::config::BackendKind;
+use crate::jid::Jid;
+
+/// Reader connections kept open; more would only contend for the same two cores' worth of work.
+const READERS: usize = 4;
 
 mod embedded {
     refinery::embed_migrations!("src/store/sqlite_migrations");
@@ -24,36 +38,79 @@ const REQUIRED_TABLES: &[&str] = &[
     "sync_state",
 ];
 
-/// An open SQLite archive. Calls run on tokio's blocking pool, one at a time per connection.
+/// An open SQLite archive. Calls run on tokio's blocking pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
 }
 
 impl SqliteStore {
     /// Opens or creates the database at `path`, applying pending migrations.
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         let opened_path = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_blocking(&opened_path))
-            .await
-            .map_err(|err| StoreError::Other(format!("open task failed: {err}")))??;
+        let (writer, readers) = tokio::task::spawn_blocking(move || {
+            let writer = open_blocking(&opened_path)?;
+            let readers = (0..READERS)
+                .map(|_| open_reader(&opened_path))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((writer, readers))
+        })
+        .await
+        .map_err(|err| StoreError::Other(format!("open task failed: {err}")))??;
         Ok(Self {
             path,
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(readers)),
+            reader_slots: Arc::new(Semaphore::new(READERS)),
         })
     }
 
-    async fn with_conn<T: Send + 'static>(
+    /// Runs `work` in one immediate transaction on the writer connection.
+    async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
+        let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || {
-            let guard = conn
+            let mut guard = writer
                 .lock()
-                .map_err(|_| StoreError::Other("connection lock poisoned".to_owned()))?;
-            work(&guard).map_err(map_error)
+                .map_err(|_| StoreError::Other("writer lock poisoned".to_owned()))?;
+            let tx = guard
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_error)?;
+            let value = work(&tx).map_err(map_error)?;
+            tx.commit().map_err(map_error)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|err| StoreError::Other(format!("write task failed: {err}")))?
+    }
+
+    /// Runs `work` on a free reader connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let permit = Arc::clone(&self.reader_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Other("store closed".to_owned()))?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers
+                .lock()
+                .map_err(|_| StoreError::Other("reader pool poisoned".to_owned()))?
+                .pop()
+                .ok_or_else(|| StoreError::Other("no reader connection free".to_owned()))?;
+            let result = work(&conn).map_err(map_error);
+            if let Ok(mut pool) = readers.lock() {
+                pool.push(conn);
+            }
+            drop(permit);
+            result
         })
         .await
         .map_err(|err| StoreError::Other(format!("query task failed: {err}")))?
@@ -87,6 +144,19 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|err| StoreError::Other(format!("migrating {}: {err}", path.display())))?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(map_error)?;
     Ok(conn)
 }
 
@@ -139,7 +209,7 @@ impl Store for SqliteStore {
             return health;
         }
         let checked = self
-            .with_conn(|conn| {
+            .read(|conn| {
                 let version: Option<i64> = conn
                     .query_row(
                         "SELECT MAX(version) FROM refinery_schema_history",
@@ -173,7 +243,7 @@ impl Store for SqliteStore {
     async fn stats(&self) -> Result<ArchiveStats, StoreError> {
         let path = self.path.clone();
         let mut stats = self
-            .with_conn(|conn| {
+            .read(|conn| {
                 let count = |sql: &str| -> rusqlite::Result<u64> {
                     conn.query_row(sql, [], |row| row.get::<_, i64>(0))
                         .map(|n| u64::try_from(n).unwrap_or(0))
@@ -194,6 +264,173 @@ impl Store for SqliteStore {
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         stats.database_bytes = Some(size(&path) + size(&wal));
         Ok(stats)
+    }
+
+    async fn upsert_contacts(&self, contacts: Vec<ContactUpdate>) -> Result<(), StoreError> {
+        self.write(move |conn| archive::upsert_contacts(conn, &contacts))
+            .await
+    }
+
+    async fn link_lid(&self, lid: Jid, phone: Jid) -> Result<(), StoreError> {
+        check_lid_pair(&lid, &phone)?;
+        self.write(move |conn| archive::link_lid(conn, &lid, &phone))
+            .await
+    }
+
+    async fn upsert_chats(&self, chats: Vec<ChatUpdate>) -> Result<(), StoreError> {
+        self.write(move |conn| archive::upsert_chats(conn, &chats))
+            .await
+    }
+
+    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |conn| archive::insert_messages(conn, &messages))
+            .await
+    }
+
+    async fn edit_message(
+        &self,
+        chat: Jid,
+        id: String,
+        text: String,
+        edited_at: i64,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .write(move |conn| archive::edit_message(conn, &chat, &id, &text, edited_at))
+            .await?;
+        found(changed, "message")
+    }
+
+    async fn delete_message(
+        &self,
+        chat: Jid,
+        id: String,
+        deleted_at: i64,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .write(move |conn| archive::delete_message(conn, &chat, &id, deleted_at))
+            .await?;
+        found(changed, "message")
+    }
+
+    async fn set_reaction(
+        &self,
+        chat: Jid,
+        message_id: String,
+        sender: Jid,
+        emoji: String,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            archive::set_reaction(conn, &chat, &message_id, &sender, &emoji, timestamp)
+        })
+        .await
+    }
+
+    async fn set_participants(
+        &self,
+        group: Jid,
+        participants: Vec<(Jid, String)>,
+    ) -> Result<(), StoreError> {
+        for (_, role) in &participants {
+            check_role(role)?;
+        }
+        self.write(move |conn| archive::set_participants(conn, &group, &participants))
+            .await
+    }
+
+    async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError> {
+        self.write(move |conn| archive::set_sync_state(conn, &key, &value))
+            .await
+    }
+
+    async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError> {
+        self.read(move |conn| archive::sync_state(conn, &key)).await
+    }
+
+    async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError> {
+        self.read(move |conn| archive::list_chats(conn, &query))
+            .await
+    }
+
+    async fn chat(&self, jid: Jid) -> Result<Chat, StoreError> {
+        let shown = jid.to_string();
+        self.read(move |conn| archive::chat(conn, &jid))
+            .await
+            .map_err(|err| not_found_as(err, "chat", &shown))
+    }
+
+    async fn list_messages(&self, query: MessageQuery) -> Result<Vec<Message>, StoreError> {
+        self.read(move |conn| archive::list_messages(conn, &query))
+            .await
+    }
+
+    async fn message(&self, chat: Jid, id: String) -> Result<Message, StoreError> {
+        let shown = format!("{id} in {chat}");
+        self.read(move |conn| archive::message(conn, &chat, &id))
+            .await
+            .map_err(|err| not_found_as(err, "message", &shown))
+    }
+
+    async fn message_context(
+        &self,
+        chat: Jid,
+        id: String,
+        before: u32,
+        after: u32,
+    ) -> Result<MessageContext, StoreError> {
+        let shown = format!("{id} in {chat}");
+        self.read(move |conn| archive::message_context(conn, &chat, &id, before, after))
+            .await
+            .map_err(|err| not_found_as(err, "message", &shown))
+    }
+
+    async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError> {
+        self.read(move |conn| archive::search_contacts(conn, &query, page))
+            .await
+    }
+
+    async fn contact(&self, jid: Jid) -> Result<Contact, StoreError> {
+        let shown = jid.to_string();
+        self.read(move |conn| archive::contact(conn, &jid))
+            .await
+            .map_err(|err| not_found_as(err, "contact", &shown))
+    }
+
+    async fn contact_chats(&self, jid: Jid, page: Page) -> Result<Vec<Chat>, StoreError> {
+        self.read(move |conn| archive::contact_chats(conn, &jid, page))
+            .await
+    }
+
+    async fn last_interaction(&self, jid: Jid) -> Result<Option<Message>, StoreError> {
+        self.read(move |conn| archive::last_interaction(conn, &jid))
+            .await
+    }
+
+    async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
+        self.read(move |conn| archive::participants(conn, &group))
+            .await
+    }
+}
+
+/// `NotFound` when an update touched no row.
+fn found(changed: usize, what: &str) -> Result<(), StoreError> {
+    if changed == 0 {
+        Err(StoreError::NotFound(format!("no such {what}")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Names the missing thing in a `NotFound`, which rusqlite words generically.
+fn not_found_as(err: StoreError, what: &str, shown: &str) -> StoreError {
+    match err {
+        StoreError::NotFound(_) => {
+            StoreError::NotFound(format!("no {what} {shown} in the archive"))
+        }
+        other => other,
     }
 }
 
@@ -225,7 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("wa.db")).await.unwrap();
         store
-            .with_conn(|conn| conn.execute_batch("DROP TABLE reactions"))
+            .write(|conn| conn.execute_batch("DROP TABLE reactions"))
             .await
             .unwrap();
         let health = store.health().await;

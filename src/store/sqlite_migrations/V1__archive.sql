@@ -9,8 +9,10 @@ CREATE TABLE contacts (
     first_name    TEXT,
     push_name     TEXT,                      -- the name the person set themselves
     business_name TEXT,
+    search_key    TEXT NOT NULL DEFAULT '',  -- every name and the number, lower-cased, for LIKE
     updated_at    INTEGER NOT NULL
 );
+CREATE INDEX contacts_by_phone ON contacts (phone);
 
 CREATE TABLE chats (
     jid             TEXT PRIMARY KEY,
@@ -21,11 +23,14 @@ CREATE TABLE chats (
     archived        INTEGER NOT NULL DEFAULT 0,
     pinned          INTEGER NOT NULL DEFAULT 0,
     muted_until     INTEGER,
+    search_key      TEXT NOT NULL DEFAULT '',
     updated_at      INTEGER NOT NULL
 );
 CREATE INDEX chats_by_activity ON chats (last_message_at DESC);
 
+-- pk is an explicit rowid alias so VACUUM can never renumber the rows the search index points at.
 CREATE TABLE messages (
+    pk              INTEGER PRIMARY KEY,
     chat_jid        TEXT NOT NULL REFERENCES chats (jid),
     id              TEXT NOT NULL,
     sender_jid      TEXT,
@@ -45,7 +50,7 @@ CREATE TABLE messages (
     file_enc_sha256 BLOB,
     edited_at       INTEGER,
     deleted_at      INTEGER,
-    PRIMARY KEY (chat_jid, id)
+    UNIQUE (chat_jid, id)
 );
 CREATE INDEX messages_by_chat_time ON messages (chat_jid, timestamp);
 CREATE INDEX messages_by_time ON messages (timestamp);

@@ -1,0 +1,252 @@
+//! The archive's records and query shapes, shared by every backend.
+//!
+//! Times are Unix seconds (UTC) here; the MCP layer turns them into ISO-8601. JIDs are canonical
+//! [`Jid`]s: no device part, and a person known by both a phone number and a LID is stored under
+//! the phone number.
+
+use serde::Serialize;
+
+use crate::jid::{ChatKind, Jid};
+
+/// Largest page any query returns, whatever the caller asks for.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// A contact as the address book, the person themselves, or their business profile name them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Contact {
+    /// Phone-number JID when known, else the LID.
+    pub jid: String,
+    pub lid: Option<String>,
+    pub phone: Option<String>,
+    pub full_name: Option<String>,
+    pub first_name: Option<String>,
+    pub push_name: Option<String>,
+    pub business_name: Option<String>,
+}
+
+impl Contact {
+    /// The best name to show: address book first, then what the person calls themselves.
+    pub fn display_name(&self) -> Option<&str> {
+        [
+            &self.full_name,
+            &self.first_name,
+            &self.business_name,
+            &self.push_name,
+        ]
+        .into_iter()
+        .find_map(|name| name.as_deref().filter(|n| !n.trim().is_empty()))
+    }
+}
+
+/// New facts about a contact; `None` leaves what is stored untouched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactUpdate {
+    pub jid: Jid,
+    pub full_name: Option<String>,
+    pub first_name: Option<String>,
+    pub push_name: Option<String>,
+    pub business_name: Option<String>,
+}
+
+impl ContactUpdate {
+    /// An update that changes nothing yet; set the fields you know.
+    pub fn new(jid: Jid) -> Self {
+        Self {
+            jid,
+            full_name: None,
+            first_name: None,
+            push_name: None,
+            business_name: None,
+        }
+    }
+}
+
+/// New facts about a chat; `None` leaves what is stored untouched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatUpdate {
+    pub jid: Jid,
+    pub name: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub unread_count: Option<u32>,
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+    /// Unix time until which the chat is muted; `Some(0)` unmutes.
+    pub muted_until: Option<i64>,
+}
+
+impl ChatUpdate {
+    /// An update that changes nothing yet; set the fields you know.
+    pub fn new(jid: Jid) -> Self {
+        Self {
+            jid,
+            name: None,
+            last_message_at: None,
+            unread_count: None,
+            archived: None,
+            pinned: None,
+            muted_until: None,
+        }
+    }
+}
+
+/// Media attached to a message, with what is needed to download it later.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Media {
+    /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
+    pub media_type: String,
+    pub file_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub file_length: Option<u64>,
+    #[serde(skip)]
+    pub url: Option<String>,
+    #[serde(skip)]
+    pub direct_path: Option<String>,
+    #[serde(skip)]
+    pub media_key: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub file_sha256: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub file_enc_sha256: Option<Vec<u8>>,
+}
+
+/// A message as it arrives from WhatsApp (history sync, live, or sent by us).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    pub chat: Jid,
+    pub id: String,
+    /// Who wrote it; `None` for our own messages in direct chats.
+    pub sender: Option<Jid>,
+    pub timestamp: i64,
+    pub from_me: bool,
+    pub text: Option<String>,
+    pub caption: Option<String>,
+    pub quoted_id: Option<String>,
+    pub media: Option<Media>,
+}
+
+/// A reaction to a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    pub sender_jid: String,
+    pub sender_name: Option<String>,
+    pub emoji: String,
+    pub timestamp: i64,
+}
+
+/// A stored message with names resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub chat_jid: String,
+    pub chat_name: Option<String>,
+    pub id: String,
+    pub sender_jid: Option<String>,
+    pub sender_name: Option<String>,
+    pub timestamp: i64,
+    pub from_me: bool,
+    pub text: Option<String>,
+    pub caption: Option<String>,
+    pub quoted_id: Option<String>,
+    pub media: Option<Media>,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub reactions: Vec<Reaction>,
+}
+
+/// A stored chat with its resolved name and latest message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Chat {
+    pub jid: String,
+    pub kind: ChatKind,
+    /// The chat's own name (groups) or the contact's best name (direct chats).
+    pub name: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub unread_count: u32,
+    pub archived: bool,
+    pub pinned: bool,
+    pub muted_until: Option<i64>,
+    pub last_message: Option<Message>,
+}
+
+/// How to order a chat list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChatSort {
+    /// Most recent activity first.
+    #[default]
+    LastActive,
+    /// Alphabetical by display name.
+    Name,
+}
+
+/// Filters and paging for [`crate::store::Store::list_chats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatQuery {
+    /// Matches the chat name, the contact's names, or the JID.
+    pub query: Option<String>,
+    pub kind: Option<ChatKind>,
+    pub sort: ChatSort,
+    pub include_last_message: bool,
+    pub page: Page,
+}
+
+/// Filters and paging for [`crate::store::Store::list_messages`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageQuery {
+    pub chat: Option<Jid>,
+    pub sender: Option<Jid>,
+    /// Only messages strictly after this time.
+    pub after: Option<i64>,
+    /// Only messages strictly before this time.
+    pub before: Option<i64>,
+    /// Full-text search over text, captions and file names.
+    pub text: Option<String>,
+    pub page: Page,
+}
+
+/// A page of results: `limit` rows after skipping `page * limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub page: u32,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self { limit: 20, page: 0 }
+    }
+}
+
+impl Page {
+    pub fn new(limit: u32, page: u32) -> Self {
+        Self {
+            limit: limit.clamp(1, MAX_PAGE_SIZE),
+            page,
+        }
+    }
+
+    /// The row limit, clamped to `1..=MAX_PAGE_SIZE`.
+    pub fn limit(self) -> i64 {
+        i64::from(self.limit.clamp(1, MAX_PAGE_SIZE))
+    }
+
+    pub fn offset(self) -> i64 {
+        i64::from(self.page).saturating_mul(self.limit())
+    }
+}
+
+/// A message with its neighbours in the same chat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MessageContext {
+    pub message: Message,
+    pub before: Vec<Message>,
+    pub after: Vec<Message>,
+}
+
+/// A member of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Participant {
+    pub jid: String,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    /// `member`, `admin` or `superadmin`.
+    pub role: String,
+}

@@ -1,0 +1,770 @@
+//! The archive's SQL for SQLite: writes run inside a caller's transaction, reads on any connection.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::jid::{ChatKind, Jid};
+use crate::store::model::{
+    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, MAX_PAGE_SIZE, Media, Message,
+    MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+};
+use crate::store::search;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Maps a LID to the phone-number JID it is linked to, if any; other JIDs pass through.
+pub(super) fn canonical(conn: &Connection, jid: &Jid) -> rusqlite::Result<String> {
+    if !jid.is_lid() {
+        return Ok(jid.as_str().to_owned());
+    }
+    let phone: Option<String> = conn
+        .prepare_cached("SELECT jid FROM contacts WHERE lid = ?1")?
+        .query_row([jid.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(phone.unwrap_or_else(|| jid.as_str().to_owned()))
+}
+
+/// Lower-cased names and number joined, so one LIKE finds a contact by any of them.
+fn contact_search_key(conn: &Connection, jid: &str) -> rusqlite::Result<()> {
+    let names: Option<Vec<Option<String>>> = conn
+        .prepare_cached(
+            "SELECT full_name, first_name, push_name, business_name, phone, jid
+             FROM contacts WHERE jid = ?1",
+        )?
+        .query_row([jid], |row| (0..6).map(|i| row.get(i)).collect())
+        .optional()?;
+    if let Some(names) = names {
+        let key = search::fold_key(names.iter().flatten().map(String::as_str));
+        conn.prepare_cached("UPDATE contacts SET search_key = ?2 WHERE jid = ?1")?
+            .execute(params![jid, key])?;
+    }
+    Ok(())
+}
+
+pub(super) fn upsert_contacts(
+    conn: &Connection,
+    contacts: &[ContactUpdate],
+) -> rusqlite::Result<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO contacts (jid, lid, phone, full_name, first_name, push_name, business_name, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (jid) DO UPDATE SET
+             full_name = COALESCE(excluded.full_name, full_name),
+             first_name = COALESCE(excluded.first_name, first_name),
+             push_name = COALESCE(excluded.push_name, push_name),
+             business_name = COALESCE(excluded.business_name, business_name),
+             updated_at = excluded.updated_at",
+    )?;
+    for contact in contacts {
+        let jid = canonical(conn, &contact.jid)?;
+        let lid = contact.jid.is_lid().then(|| contact.jid.as_str());
+        let lid = lid.filter(|lid| *lid == jid);
+        let phone = contact.jid.phone().filter(|_| !contact.jid.is_lid());
+        upsert.execute(params![
+            jid,
+            lid,
+            phone,
+            contact.full_name,
+            contact.first_name,
+            contact.push_name,
+            contact.business_name,
+            now()
+        ])?;
+        contact_search_key(conn, &jid)?;
+    }
+    Ok(())
+}
+
+pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::Result<()> {
+    let (lid, phone_jid) = (lid.as_str(), phone.as_str());
+    conn.execute(
+        "INSERT INTO contacts (jid, phone, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (jid) DO NOTHING",
+        params![phone_jid, phone.phone(), now()],
+    )?;
+    // Names learnt while the person was only known by LID move to the phone-number row.
+    conn.execute(
+        "UPDATE contacts SET
+             full_name = COALESCE(full_name, (SELECT full_name FROM contacts WHERE jid = ?1)),
+             first_name = COALESCE(first_name, (SELECT first_name FROM contacts WHERE jid = ?1)),
+             push_name = COALESCE(push_name, (SELECT push_name FROM contacts WHERE jid = ?1)),
+             business_name = COALESCE(business_name, (SELECT business_name FROM contacts WHERE jid = ?1))
+         WHERE jid = ?2",
+        params![lid, phone_jid],
+    )?;
+    conn.execute("DELETE FROM contacts WHERE jid = ?1", [lid])?;
+    conn.execute(
+        "UPDATE contacts SET lid = NULL WHERE lid = ?1 AND jid <> ?2",
+        params![lid, phone_jid],
+    )?;
+    conn.execute(
+        "UPDATE contacts SET lid = ?1 WHERE jid = ?2",
+        params![lid, phone_jid],
+    )?;
+    contact_search_key(conn, phone_jid)?;
+
+    // The LID chat folds into the phone-number chat.
+    conn.execute(
+        "INSERT INTO chats (jid, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, updated_at)
+         SELECT ?2, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, ?3
+         FROM chats WHERE jid = ?1
+         ON CONFLICT (jid) DO UPDATE SET
+             name = COALESCE(chats.name, excluded.name),
+             last_message_at = MAX(COALESCE(chats.last_message_at, 0), COALESCE(excluded.last_message_at, 0)),
+             unread_count = chats.unread_count + excluded.unread_count,
+             updated_at = excluded.updated_at",
+        params![lid, phone_jid, now()],
+    )?;
+    // A message stored under both addresses is kept once (the phone-number copy).
+    conn.execute(
+        "DELETE FROM messages WHERE chat_jid = ?1
+         AND id IN (SELECT id FROM messages WHERE chat_jid = ?2)",
+        params![lid, phone_jid],
+    )?;
+    conn.execute(
+        "UPDATE messages SET chat_jid = ?2 WHERE chat_jid = ?1",
+        params![lid, phone_jid],
+    )?;
+    conn.execute(
+        "UPDATE messages SET sender_jid = ?2 WHERE sender_jid = ?1",
+        params![lid, phone_jid],
+    )?;
+    for sql in [
+        "UPDATE OR IGNORE reactions SET chat_jid = ?2 WHERE chat_jid = ?1",
+        "UPDATE OR IGNORE reactions SET sender_jid = ?2 WHERE sender_jid = ?1",
+        "UPDATE OR IGNORE group_participants SET participant_jid = ?2 WHERE participant_jid = ?1",
+    ] {
+        conn.execute(sql, params![lid, phone_jid])?;
+    }
+    conn.execute(
+        "DELETE FROM reactions WHERE chat_jid = ?1 OR sender_jid = ?1",
+        [lid],
+    )?;
+    conn.execute(
+        "DELETE FROM group_participants WHERE participant_jid = ?1",
+        [lid],
+    )?;
+    conn.execute("DELETE FROM chats WHERE jid = ?1", [lid])?;
+    Ok(())
+}
+
+fn ensure_chat(
+    conn: &Connection,
+    jid: &str,
+    kind: ChatKind,
+    last: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (jid) DO UPDATE SET
+             last_message_at = MAX(COALESCE(chats.last_message_at, 0), COALESCE(excluded.last_message_at, 0))",
+    )?
+    .execute(params![jid, kind.as_str(), last, search::fold_key([jid]), now()])?;
+    Ok(())
+}
+
+pub(super) fn upsert_chats(conn: &Connection, chats: &[ChatUpdate]) -> rusqlite::Result<()> {
+    let mut update = conn.prepare_cached(
+        "UPDATE chats SET
+             name = COALESCE(?2, name),
+             last_message_at = MAX(COALESCE(last_message_at, 0), COALESCE(?3, 0)),
+             unread_count = COALESCE(?4, unread_count),
+             archived = COALESCE(?5, archived),
+             pinned = COALESCE(?6, pinned),
+             muted_until = CASE WHEN ?7 IS NULL THEN muted_until WHEN ?7 = 0 THEN NULL ELSE ?7 END,
+             updated_at = ?8
+         WHERE jid = ?1",
+    )?;
+    for chat in chats {
+        let jid = canonical(conn, &chat.jid)?;
+        ensure_chat(conn, &jid, chat.jid.chat_kind(), None)?;
+        update.execute(params![
+            jid,
+            chat.name,
+            chat.last_message_at,
+            chat.unread_count,
+            chat.archived,
+            chat.pinned,
+            chat.muted_until,
+            now()
+        ])?;
+        let name: Option<String> = conn
+            .prepare_cached("SELECT name FROM chats WHERE jid = ?1")?
+            .query_row([&jid], |row| row.get(0))?;
+        conn.prepare_cached("UPDATE chats SET search_key = ?2 WHERE jid = ?1")?
+            .execute(params![
+                jid,
+                search::fold_key(name.as_deref().into_iter().chain([jid.as_str()]))
+            ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<u64> {
+    // LID lookups and chat upserts are done once per distinct address, not once per message.
+    let mut canonical_of: HashMap<&Jid, String> = HashMap::new();
+    let mut newest: HashMap<String, (ChatKind, i64)> = HashMap::new();
+    for message in messages {
+        for jid in std::iter::once(&message.chat).chain(message.sender.as_ref()) {
+            if !canonical_of.contains_key(jid) {
+                canonical_of.insert(jid, canonical(conn, jid)?);
+            }
+        }
+        let chat = canonical_of[&message.chat].clone();
+        let entry = newest
+            .entry(chat)
+            .or_insert((message.chat.chat_kind(), message.timestamp));
+        entry.1 = entry.1.max(message.timestamp);
+    }
+    for (chat, (kind, last)) in &newest {
+        ensure_chat(conn, chat, *kind, Some(*last))?;
+    }
+
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (chat_jid, id, sender_jid, timestamp, from_me, text, caption, quoted_id,
+             media_type, file_name, mime_type, file_length, media_url, direct_path, media_key,
+             file_sha256, file_enc_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT (chat_jid, id) DO NOTHING",
+    )?;
+    // A second delivery fills in what the first lacked; it never revives a deleted message.
+    let mut fill = conn.prepare_cached(
+        "UPDATE messages SET
+             sender_jid = COALESCE(sender_jid, ?3),
+             text = COALESCE(text, ?6),
+             caption = COALESCE(caption, ?7),
+             quoted_id = COALESCE(quoted_id, ?8),
+             media_type = COALESCE(media_type, ?9),
+             file_name = COALESCE(file_name, ?10),
+             mime_type = COALESCE(mime_type, ?11),
+             file_length = COALESCE(file_length, ?12),
+             media_url = COALESCE(media_url, ?13),
+             direct_path = COALESCE(direct_path, ?14),
+             media_key = COALESCE(media_key, ?15),
+             file_sha256 = COALESCE(file_sha256, ?16),
+             file_enc_sha256 = COALESCE(file_enc_sha256, ?17)
+         WHERE chat_jid = ?1 AND id = ?2 AND deleted_at IS NULL",
+    )?;
+    let mut inserted = 0;
+    for message in messages {
+        let chat = &canonical_of[&message.chat];
+        let sender = message.sender.as_ref().map(|s| canonical_of[s].as_str());
+        let media = message.media.as_ref();
+        let values = params![
+            chat,
+            message.id,
+            sender,
+            message.timestamp,
+            message.from_me,
+            message.text,
+            message.caption,
+            message.quoted_id,
+            media.map(|m| &m.media_type),
+            media.and_then(|m| m.file_name.as_ref()),
+            media.and_then(|m| m.mime_type.as_ref()),
+            media.and_then(|m| m.file_length.map(|n| n as i64)),
+            media.and_then(|m| m.url.as_ref()),
+            media.and_then(|m| m.direct_path.as_ref()),
+            media.and_then(|m| m.media_key.as_ref()),
+            media.and_then(|m| m.file_sha256.as_ref()),
+            media.and_then(|m| m.file_enc_sha256.as_ref()),
+        ];
+        if insert.execute(values)? == 1 {
+            inserted += 1;
+        } else {
+            fill.execute(values)?;
+        }
+    }
+    Ok(inserted)
+}
+
+pub(super) fn edit_message(
+    conn: &Connection,
+    chat: &Jid,
+    id: &str,
+    text: &str,
+    edited_at: i64,
+) -> rusqlite::Result<usize> {
+    let chat = canonical(conn, chat)?;
+    // An edit of a media message changes its caption.
+    conn.execute(
+        "UPDATE messages SET
+             text = CASE WHEN media_type IS NULL THEN ?3 ELSE text END,
+             caption = CASE WHEN media_type IS NULL THEN caption ELSE ?3 END,
+             edited_at = ?4
+         WHERE chat_jid = ?1 AND id = ?2 AND deleted_at IS NULL",
+        params![chat, id, text, edited_at],
+    )
+}
+
+pub(super) fn delete_message(
+    conn: &Connection,
+    chat: &Jid,
+    id: &str,
+    deleted_at: i64,
+) -> rusqlite::Result<usize> {
+    let chat = canonical(conn, chat)?;
+    conn.execute(
+        "UPDATE messages SET text = NULL, caption = NULL, deleted_at = ?3
+         WHERE chat_jid = ?1 AND id = ?2",
+        params![chat, id, deleted_at],
+    )
+}
+
+pub(super) fn set_reaction(
+    conn: &Connection,
+    chat: &Jid,
+    message_id: &str,
+    sender: &Jid,
+    emoji: &str,
+    timestamp: i64,
+) -> rusqlite::Result<()> {
+    let chat = canonical(conn, chat)?;
+    let sender = canonical(conn, sender)?;
+    if emoji.is_empty() {
+        conn.execute(
+            "DELETE FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 AND sender_jid = ?3",
+            params![chat, message_id, sender],
+        )?;
+    } else {
+        conn.execute(
+            "INSERT INTO reactions (chat_jid, message_id, sender_jid, emoji, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (chat_jid, message_id, sender_jid) DO UPDATE SET
+                 emoji = excluded.emoji, timestamp = excluded.timestamp
+             WHERE excluded.timestamp >= reactions.timestamp",
+            params![chat, message_id, sender, emoji, timestamp],
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn set_participants(
+    conn: &Connection,
+    group: &Jid,
+    participants: &[(Jid, String)],
+) -> rusqlite::Result<()> {
+    let group = canonical(conn, group)?;
+    ensure_chat(conn, &group, ChatKind::Group, None)?;
+    conn.execute(
+        "DELETE FROM group_participants WHERE group_jid = ?1",
+        [&group],
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO group_participants (group_jid, participant_jid, role) VALUES (?1, ?2, ?3)",
+    )?;
+    for (jid, role) in participants {
+        insert.execute(params![group, canonical(conn, jid)?, role])?;
+    }
+    Ok(())
+}
+
+pub(super) fn set_sync_state(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub(super) fn sync_state(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT value FROM sync_state WHERE key = ?1",
+        [key],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+// --- reads -------------------------------------------------------------------------------------
+
+/// The best name for a contact row aliased `alias`.
+macro_rules! contact_name {
+    ($alias:literal) => {
+        concat!(
+            "COALESCE(",
+            $alias,
+            ".full_name, ",
+            $alias,
+            ".first_name, ",
+            $alias,
+            ".business_name, ",
+            $alias,
+            ".push_name)"
+        )
+    };
+}
+
+const MESSAGE_COLUMNS: &str = concat!(
+    "m.chat_jid, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name), m.id, m.sender_jid, ",
+    contact_name!("sc"),
+    ", m.timestamp, m.from_me, m.text, m.caption, m.quoted_id, m.media_type, m.file_name, m.mime_type, \
+     m.file_length, m.media_url, m.direct_path, m.media_key, m.file_sha256, m.file_enc_sha256, \
+     m.edited_at, m.deleted_at"
+);
+
+const MESSAGE_FROM: &str = "FROM messages m
+     JOIN chats c ON c.jid = m.chat_jid
+     LEFT JOIN contacts cc ON cc.jid = m.chat_jid
+     LEFT JOIN contacts sc ON sc.jid = m.sender_jid";
+
+fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let media_type: Option<String> = row.get(10)?;
+    let media = media_type.map(|media_type| -> rusqlite::Result<Media> {
+        Ok(Media {
+            media_type,
+            file_name: row.get(11)?,
+            mime_type: row.get(12)?,
+            file_length: row.get::<_, Option<i64>>(13)?.map(|n| n.max(0) as u64),
+            url: row.get(14)?,
+            direct_path: row.get(15)?,
+            media_key: row.get(16)?,
+            file_sha256: row.get(17)?,
+            file_enc_sha256: row.get(18)?,
+        })
+    });
+    Ok(Message {
+        chat_jid: row.get(0)?,
+        chat_name: row.get(1)?,
+        id: row.get(2)?,
+        sender_jid: row.get(3)?,
+        sender_name: row.get(4)?,
+        timestamp: row.get(5)?,
+        from_me: row.get(6)?,
+        text: row.get(7)?,
+        caption: row.get(8)?,
+        quoted_id: row.get(9)?,
+        media: media.transpose()?,
+        edited_at: row.get(19)?,
+        deleted_at: row.get(20)?,
+        reactions: Vec::new(),
+    })
+}
+
+fn with_reactions(conn: &Connection, mut messages: Vec<Message>) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT r.sender_jid, ",
+        contact_name!("sc"),
+        ", r.emoji, r.timestamp FROM reactions r LEFT JOIN contacts sc ON sc.jid = r.sender_jid
+         WHERE r.chat_jid = ?1 AND r.message_id = ?2 ORDER BY r.timestamp"
+    ))?;
+    for message in &mut messages {
+        message.reactions = stmt
+            .query_map(params![message.chat_jid, message.id], |row| {
+                Ok(Reaction {
+                    sender_jid: row.get(0)?,
+                    sender_name: row.get(1)?,
+                    emoji: row.get(2)?,
+                    timestamp: row.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(messages)
+}
+
+const CHAT_COLUMNS: &str =
+    "c.jid, c.kind, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name),
+     c.last_message_at, c.unread_count, c.archived, c.pinned, c.muted_until";
+
+fn chat_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
+    let kind: String = row.get(1)?;
+    Ok(Chat {
+        jid: row.get(0)?,
+        kind: ChatKind::from_name(&kind).unwrap_or(ChatKind::Direct),
+        name: row.get(2)?,
+        last_message_at: row.get(3)?,
+        unread_count: row.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+        archived: row.get(5)?,
+        pinned: row.get(6)?,
+        muted_until: row.get(7)?,
+        last_message: None,
+    })
+}
+
+fn latest_message(conn: &Connection, chat: &str) -> rusqlite::Result<Option<Message>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.chat_jid = ?1 ORDER BY m.timestamp DESC, m.pk DESC LIMIT 1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([chat], message_row)
+        .optional()
+}
+
+pub(super) fn list_chats(conn: &Connection, query: &ChatQuery) -> rusqlite::Result<Vec<Chat>> {
+    let order = match query.sort {
+        ChatSort::LastActive => "c.last_message_at IS NULL, c.last_message_at DESC, c.jid",
+        ChatSort::Name => {
+            "COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name) IS NULL, \
+                           COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name) COLLATE NOCASE, c.jid"
+        }
+    };
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chats c LEFT JOIN contacts cc ON cc.jid = c.jid
+         WHERE (?1 IS NULL OR c.kind = ?1)
+           AND (?2 IS NULL OR c.search_key LIKE ?2 ESCAPE '\\' OR cc.search_key LIKE ?2 ESCAPE '\\')
+         ORDER BY {order} LIMIT ?3 OFFSET ?4"
+    );
+    let pattern = query.query.as_deref().and_then(search::like_pattern);
+    let mut chats: Vec<Chat> = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![
+                query.kind.map(ChatKind::as_str),
+                pattern,
+                query.page.limit(),
+                query.page.offset()
+            ],
+            chat_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    if query.include_last_message {
+        for chat in &mut chats {
+            chat.last_message = latest_message(conn, &chat.jid)?;
+        }
+    }
+    Ok(chats)
+}
+
+pub(super) fn chat(conn: &Connection, jid: &Jid) -> rusqlite::Result<Chat> {
+    let jid = canonical(conn, jid)?;
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chats c LEFT JOIN contacts cc ON cc.jid = c.jid WHERE c.jid = ?1"
+    );
+    let mut chat = conn.prepare_cached(&sql)?.query_row([&jid], chat_row)?;
+    chat.last_message = latest_message(conn, &jid)?;
+    Ok(chat)
+}
+
+pub(super) fn list_messages(
+    conn: &Connection,
+    query: &MessageQuery,
+) -> rusqlite::Result<Vec<Message>> {
+    let chat = query
+        .chat
+        .as_ref()
+        .map(|jid| canonical(conn, jid))
+        .transpose()?;
+    let sender = query
+        .sender
+        .as_ref()
+        .map(|jid| canonical(conn, jid))
+        .transpose()?;
+    let text = query
+        .text
+        .as_deref()
+        .map(search::TextQuery::parse)
+        .filter(|q| !q.is_empty());
+    let mut sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
+         WHERE (?1 IS NULL OR m.chat_jid = ?1)
+           AND (?2 IS NULL OR m.sender_jid = ?2)
+           AND (?3 IS NULL OR m.timestamp > ?3)
+           AND (?4 IS NULL OR m.timestamp < ?4)"
+    );
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+        Box::new(chat),
+        Box::new(sender),
+        Box::new(query.after),
+        Box::new(query.before),
+        Box::new(query.page.limit()),
+        Box::new(query.page.offset()),
+    ];
+    if let Some(text) = &text {
+        if let Some(expression) = text.fts5_match() {
+            values.push(Box::new(expression));
+            sql.push_str(&format!(
+                " AND m.pk IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?{})",
+                values.len()
+            ));
+        }
+        for pattern in text.short_terms_like() {
+            values.push(Box::new(pattern));
+            let n = values.len();
+            sql.push_str(&format!(
+                " AND (lower(m.text) LIKE ?{n} ESCAPE '\\' OR lower(m.caption) LIKE ?{n} ESCAPE '\\' \
+                 OR lower(m.file_name) LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+    }
+    sql.push_str(" ORDER BY m.timestamp DESC, m.pk DESC LIMIT ?5 OFFSET ?6");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let messages = stmt
+        .query_map(rusqlite::params_from_iter(values.iter()), message_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    with_reactions(conn, messages)
+}
+
+pub(super) fn message(conn: &Connection, chat: &Jid, id: &str) -> rusqlite::Result<Message> {
+    message_in(conn, &canonical(conn, chat)?, id)
+}
+
+fn message_in(conn: &Connection, chat: &str, id: &str) -> rusqlite::Result<Message> {
+    let sql =
+        format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.chat_jid = ?1 AND m.id = ?2");
+    let message = conn
+        .prepare_cached(&sql)?
+        .query_row(params![chat, id], message_row)?;
+    Ok(with_reactions(conn, vec![message])?.remove(0))
+}
+
+pub(super) fn message_context(
+    conn: &Connection,
+    chat: &Jid,
+    id: &str,
+    before: u32,
+    after: u32,
+) -> rusqlite::Result<MessageContext> {
+    let chat = canonical(conn, chat)?;
+    let (pk, timestamp): (i64, i64) = conn.query_row(
+        "SELECT pk, timestamp FROM messages WHERE chat_jid = ?1 AND id = ?2",
+        params![chat, id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let message = message_in(conn, &chat, id)?;
+    let older_sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
+         WHERE m.chat_jid = ?1 AND (m.timestamp < ?2 OR (m.timestamp = ?2 AND m.pk < ?3))
+         ORDER BY m.timestamp DESC, m.pk DESC LIMIT ?4"
+    );
+    let newer_sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
+         WHERE m.chat_jid = ?1 AND (m.timestamp > ?2 OR (m.timestamp = ?2 AND m.pk > ?3))
+         ORDER BY m.timestamp ASC, m.pk ASC LIMIT ?4"
+    );
+    let mut older: Vec<Message> = conn
+        .prepare_cached(&older_sql)?
+        .query_map(
+            params![chat, timestamp, pk, before.min(MAX_PAGE_SIZE)],
+            message_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    older.reverse();
+    let newer: Vec<Message> = conn
+        .prepare_cached(&newer_sql)?
+        .query_map(
+            params![chat, timestamp, pk, after.min(MAX_PAGE_SIZE)],
+            message_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(MessageContext {
+        message,
+        before: with_reactions(conn, older)?,
+        after: with_reactions(conn, newer)?,
+    })
+}
+
+const CONTACT_COLUMNS: &str = "jid, lid, phone, full_name, first_name, push_name, business_name";
+
+fn contact_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
+    Ok(Contact {
+        jid: row.get(0)?,
+        lid: row.get(1)?,
+        phone: row.get(2)?,
+        full_name: row.get(3)?,
+        first_name: row.get(4)?,
+        push_name: row.get(5)?,
+        business_name: row.get(6)?,
+    })
+}
+
+pub(super) fn search_contacts(
+    conn: &Connection,
+    query: &str,
+    page: Page,
+) -> rusqlite::Result<Vec<Contact>> {
+    let Some(pattern) = search::like_pattern(query) else {
+        return Ok(Vec::new());
+    };
+    // Digits typed with spaces or dashes ("+31 6 1234") still find the number.
+    let digits: String = query.chars().filter(char::is_ascii_digit).collect();
+    let digit_pattern = (digits.len() >= 3).then(|| format!("%{digits}%"));
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts
+         WHERE search_key LIKE ?1 ESCAPE '\\' OR (?2 IS NOT NULL AND phone LIKE ?2)
+         ORDER BY COALESCE(full_name, first_name, business_name, push_name, phone) IS NULL,
+                  COALESCE(full_name, first_name, business_name, push_name, phone) COLLATE NOCASE, jid
+         LIMIT ?3 OFFSET ?4"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(
+            params![pattern, digit_pattern, page.limit(), page.offset()],
+            contact_row,
+        )?
+        .collect()
+}
+
+pub(super) fn contact(conn: &Connection, jid: &Jid) -> rusqlite::Result<Contact> {
+    let jid = canonical(conn, jid)?;
+    conn.prepare_cached(&format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE jid = ?1"
+    ))?
+    .query_row([jid], contact_row)
+}
+
+pub(super) fn contact_chats(
+    conn: &Connection,
+    jid: &Jid,
+    page: Page,
+) -> rusqlite::Result<Vec<Chat>> {
+    let jid = canonical(conn, jid)?;
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chats c LEFT JOIN contacts cc ON cc.jid = c.jid
+         WHERE c.jid = ?1
+            OR c.jid IN (SELECT DISTINCT chat_jid FROM messages WHERE sender_jid = ?1)
+            OR c.jid IN (SELECT group_jid FROM group_participants WHERE participant_jid = ?1)
+         ORDER BY c.last_message_at IS NULL, c.last_message_at DESC, c.jid
+         LIMIT ?2 OFFSET ?3"
+    );
+    let mut chats: Vec<Chat> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![jid, page.limit(), page.offset()], chat_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for chat in &mut chats {
+        chat.last_message = latest_message(conn, &chat.jid)?;
+    }
+    Ok(chats)
+}
+
+pub(super) fn last_interaction(conn: &Connection, jid: &Jid) -> rusqlite::Result<Option<Message>> {
+    let jid = canonical(conn, jid)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
+         WHERE m.pk = (SELECT pk FROM (
+             SELECT pk, timestamp FROM (SELECT pk, timestamp FROM messages WHERE chat_jid = ?1 ORDER BY timestamp DESC LIMIT 1)
+             UNION ALL
+             SELECT pk, timestamp FROM (SELECT pk, timestamp FROM messages WHERE sender_jid = ?1 ORDER BY timestamp DESC LIMIT 1)
+         ) ORDER BY timestamp DESC LIMIT 1)"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([jid], message_row)
+        .optional()?;
+    found
+        .map(|m| with_reactions(conn, vec![m]).map(|mut v| v.remove(0)))
+        .transpose()
+}
+
+pub(super) fn participants(conn: &Connection, group: &Jid) -> rusqlite::Result<Vec<Participant>> {
+    let group = canonical(conn, group)?;
+    conn.prepare_cached(concat!(
+        "SELECT p.participant_jid, ",
+        contact_name!("sc"),
+        ", sc.phone, p.role FROM group_participants p LEFT JOIN contacts sc ON sc.jid = p.participant_jid
+         WHERE p.group_jid = ?1
+         ORDER BY CASE p.role WHEN 'superadmin' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, p.participant_jid"
+    ))?
+    .query_map([group], |row| {
+        Ok(Participant {
+            jid: row.get(0)?,
+            name: row.get(1)?,
+            phone: row.get(2)?,
+            role: row.get(3)?,
+        })
+    })?
+    .collect()
+}

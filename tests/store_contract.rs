@@ -1,0 +1,759 @@
+//! One contract for every storage backend: each check is written once and run against each.
+
+use std::sync::Arc;
+
+use whatsapp_mcp::config::DatabaseUrl;
+use whatsapp_mcp::jid::{ChatKind, Jid};
+use whatsapp_mcp::store::model::{
+    ChatQuery, ChatSort, ChatUpdate, ContactUpdate, Media, MessageQuery, NewMessage, Page,
+};
+use whatsapp_mcp::store::{self, Store, StoreError};
+
+/// A store on a fresh, empty database, kept alive for the test's duration.
+struct Fixture {
+    store: Arc<dyn Store>,
+    url: DatabaseUrl,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::parse(
+        "test",
+        &format!("sqlite://{}", dir.path().join("archive.db").display()),
+    )
+    .unwrap();
+    Fixture {
+        store: store::open(&url).await.unwrap(),
+        url,
+        _dir: dir,
+    }
+}
+
+/// Runs each listed contract check against each backend.
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let fixture = super::sqlite().await;
+                    super::$check(&fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    migrations_apply_from_empty_and_rerun_cleanly,
+    the_same_message_twice_is_stored_once,
+    chats_sort_by_activity_or_name_and_page,
+    paging_edges_are_safe,
+    messages_filter_by_chat_sender_and_time,
+    full_text_search_handles_languages_numbers_and_media,
+    lid_and_phone_become_one_person,
+    contacts_are_found_by_name_or_number,
+    context_surrounds_a_message_in_order,
+    edits_deletes_and_reactions,
+    groups_list_participants_with_names,
+    interactions_across_chats,
+    concurrent_writers_lose_nothing,
+    missing_things_are_not_found,
+);
+
+fn jid(s: &str) -> Jid {
+    Jid::parse(s).unwrap()
+}
+
+const ADA: &str = "31611111111@s.whatsapp.net";
+const BOB: &str = "31622222222@s.whatsapp.net";
+const ADA_LID: &str = "987654321012345@lid";
+const GROUP: &str = "120363000000000001@g.us";
+
+fn text(chat: &str, id: &str, sender: Option<&str>, ts: i64, body: &str) -> NewMessage {
+    NewMessage {
+        chat: jid(chat),
+        id: id.to_owned(),
+        sender: sender.map(jid),
+        timestamp: ts,
+        from_me: sender.is_none(),
+        text: Some(body.to_owned()),
+        caption: None,
+        quoted_id: None,
+        media: None,
+    }
+}
+
+fn ids(messages: &[whatsapp_mcp::store::model::Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.id.as_str()).collect()
+}
+
+async fn search(store: &dyn Store, q: &str) -> Vec<String> {
+    let query = MessageQuery {
+        text: Some(q.to_owned()),
+        page: Page::new(50, 0),
+        ..MessageQuery::default()
+    };
+    let mut found: Vec<String> = store
+        .list_messages(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    found.sort();
+    found
+}
+
+async fn migrations_apply_from_empty_and_rerun_cleanly(f: &Fixture) {
+    let health = f.store.health().await;
+    assert!(health.schema_ok(), "{health:?}");
+    assert!(health.schema_version.unwrap() >= 2);
+    f.store
+        .insert_messages(vec![text(ADA, "m1", Some(ADA), 100, "hello")])
+        .await
+        .unwrap();
+    // Opening again applies nothing and keeps the data.
+    let again = store::open(&f.url).await.unwrap();
+    assert!(again.health().await.schema_ok());
+    assert_eq!(again.stats().await.unwrap().message_count, 1);
+}
+
+async fn the_same_message_twice_is_stored_once(f: &Fixture) {
+    let store = &*f.store;
+    let mut first = text(ADA, "dup", Some(ADA), 100, "photo of the cat");
+    first.text = None;
+    first.media = Some(Media {
+        media_type: "image".to_owned(),
+        mime_type: Some("image/jpeg".to_owned()),
+        ..Media::default()
+    });
+    assert_eq!(store.insert_messages(vec![first.clone()]).await.unwrap(), 1);
+    // History sync delivers it again, this time with the caption and download keys.
+    let mut second = first.clone();
+    second.caption = Some("our cat Minou".to_owned());
+    second.media.as_mut().unwrap().direct_path = Some("/v/t62/abc".to_owned());
+    second.media.as_mut().unwrap().media_key = Some(vec![1, 2, 3]);
+    assert_eq!(
+        store
+            .insert_messages(vec![second.clone(), second])
+            .await
+            .unwrap(),
+        0
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.message_count, stats.chat_count), (1, 1));
+    let stored = store.message(jid(ADA), "dup".to_owned()).await.unwrap();
+    assert_eq!(stored.caption.as_deref(), Some("our cat Minou"));
+    let media = stored.media.unwrap();
+    assert_eq!(media.direct_path.as_deref(), Some("/v/t62/abc"));
+    assert_eq!(media.media_key, Some(vec![1, 2, 3]));
+    assert_eq!(search(store, "Minou").await, vec!["dup"]);
+}
+
+async fn chats_sort_by_activity_or_name_and_page(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .insert_messages(vec![
+            text(ADA, "a1", Some(ADA), 300, "hi from ada"),
+            text(BOB, "b1", Some(BOB), 200, "hi from bob"),
+            text(GROUP, "g1", Some(BOB), 100, "hi group"),
+        ])
+        .await
+        .unwrap();
+    let mut ada = ContactUpdate::new(jid(ADA));
+    ada.full_name = Some("Ada Lovelace".to_owned());
+    let mut bob = ContactUpdate::new(jid(BOB));
+    bob.push_name = Some("bob".to_owned());
+    store.upsert_contacts(vec![ada, bob]).await.unwrap();
+    let mut group = ChatUpdate::new(jid(GROUP));
+    group.name = Some("Climbing club".to_owned());
+    store.upsert_chats(vec![group]).await.unwrap();
+
+    let by_activity = store
+        .list_chats(ChatQuery {
+            include_last_message: true,
+            ..ChatQuery::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<_> = by_activity
+        .iter()
+        .map(|c| c.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["Ada Lovelace", "bob", "Climbing club"]);
+    assert_eq!(by_activity[0].last_message.as_ref().unwrap().id, "a1");
+    assert_eq!(by_activity[2].kind, ChatKind::Group);
+
+    let by_name = store
+        .list_chats(ChatQuery {
+            sort: ChatSort::Name,
+            ..ChatQuery::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<_> = by_name.iter().map(|c| c.name.clone().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["Ada Lovelace", "bob", "Climbing club"].map(str::to_owned)
+    );
+
+    let filtered = store
+        .list_chats(ChatQuery {
+            query: Some("CLIMB".to_owned()),
+            ..ChatQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].jid, GROUP);
+    let groups = store
+        .list_chats(ChatQuery {
+            kind: Some(ChatKind::Group),
+            ..ChatQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+
+    let page = |limit, page| ChatQuery {
+        page: Page::new(limit, page),
+        ..ChatQuery::default()
+    };
+    let second = store.list_chats(page(2, 1)).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].jid, GROUP);
+}
+
+async fn paging_edges_are_safe(f: &Fixture) {
+    let store = &*f.store;
+    let batch: Vec<_> = (0..25)
+        .map(|i| text(ADA, &format!("p{i:02}"), Some(ADA), 1000 + i, "page me"))
+        .collect();
+    store.insert_messages(batch).await.unwrap();
+    let list = |limit, page| {
+        store.list_messages(MessageQuery {
+            chat: Some(jid(ADA)),
+            page: Page::new(limit, page),
+            ..MessageQuery::default()
+        })
+    };
+    assert_eq!(ids(&list(10, 0).await.unwrap())[0], "p24");
+    assert_eq!(list(10, 2).await.unwrap().len(), 5);
+    assert!(list(10, 3).await.unwrap().is_empty());
+    assert!(list(10, u32::MAX).await.unwrap().is_empty());
+    // Zero is lifted to one row, and huge limits are capped.
+    assert_eq!(list(0, 0).await.unwrap().len(), 1);
+    assert_eq!(list(u32::MAX, 0).await.unwrap().len(), 25);
+    // Pages never overlap and together cover everything.
+    let mut all = Vec::new();
+    for page in 0..5 {
+        all.extend(list(7, page).await.unwrap().into_iter().map(|m| m.id));
+    }
+    all.dedup();
+    assert_eq!(all.len(), 25);
+}
+
+async fn messages_filter_by_chat_sender_and_time(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .insert_messages(vec![
+            text(GROUP, "g1", Some(ADA), 100, "one"),
+            text(GROUP, "g2", Some(BOB), 200, "two"),
+            text(GROUP, "g3", None, 300, "three"),
+            text(BOB, "b1", Some(BOB), 250, "direct"),
+        ])
+        .await
+        .unwrap();
+    let query = |chat: Option<&str>, sender: Option<&str>, after, before| MessageQuery {
+        chat: chat.map(jid),
+        sender: sender.map(jid),
+        after,
+        before,
+        ..MessageQuery::default()
+    };
+    let run = |q| async {
+        ids(&store.list_messages(q).await.unwrap())
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(query(Some(GROUP), None, None, None)).await,
+        ["g3", "g2", "g1"]
+    );
+    assert_eq!(run(query(None, Some(BOB), None, None)).await, ["b1", "g2"]);
+    assert_eq!(
+        run(query(Some(GROUP), None, Some(100), Some(300))).await,
+        ["g2"]
+    );
+    assert_eq!(run(query(None, None, Some(200), None)).await, ["g3", "b1"]);
+    let mine = store
+        .list_messages(query(Some(GROUP), None, Some(250), None))
+        .await
+        .unwrap();
+    assert!(mine[0].from_me);
+    assert_eq!(mine[0].sender_jid, None);
+}
+
+async fn full_text_search_handles_languages_numbers_and_media(f: &Fixture) {
+    let store = &*f.store;
+    let mut doc = text(BOB, "doc", Some(BOB), 60, "");
+    doc.text = None;
+    doc.caption = Some("the signed contract".to_owned());
+    doc.media = Some(Media {
+        media_type: "document".to_owned(),
+        file_name: Some("Mietvertrag_2026.pdf".to_owned()),
+        ..Media::default()
+    });
+    store
+        .insert_messages(vec![
+            text(ADA, "en", Some(ADA), 10, "Dinner at eight tomorrow?"),
+            text(ADA, "de", Some(ADA), 20, "Grüße an Frau Müller aus Köln"),
+            text(ADA, "ru", Some(ADA), 30, "Привет, как дела?"),
+            text(ADA, "ja", Some(ADA), 40, "明日は東京タワーに行きます"),
+            text(
+                ADA,
+                "tel",
+                Some(ADA),
+                50,
+                "call me on +31 6 1234 5678 after work",
+            ),
+            text(ADA, "ok", Some(ADA), 55, "ok see you"),
+            doc,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(search(store, "dinner").await, ["en"]);
+    assert_eq!(search(store, "EIGHT dinner").await, ["en"]);
+    assert_eq!(search(store, "\"at eight\"").await, ["en"]);
+    assert_eq!(search(store, "Müller").await, ["de"]);
+    assert_eq!(
+        search(store, "muller koln").await,
+        ["de"],
+        "diacritics are ignored"
+    );
+    assert_eq!(search(store, "привет").await, ["ru"]);
+    assert_eq!(
+        search(store, "東京").await,
+        ["ja"],
+        "short terms fall back to substring matching"
+    );
+    assert_eq!(search(store, "東京タワー").await, ["ja"]);
+    assert_eq!(search(store, "1234 5678").await, ["tel"]);
+    assert_eq!(search(store, "5678").await, ["tel"]);
+    assert_eq!(
+        search(store, "ok").await,
+        ["ok"],
+        "short terms fall back to substring matching"
+    );
+    assert_eq!(
+        search(store, "contract").await,
+        ["doc"],
+        "captions are searched"
+    );
+    assert_eq!(
+        search(store, "mietvertrag").await,
+        ["doc"],
+        "file names are searched"
+    );
+    assert!(search(store, "nothing like this").await.is_empty());
+    // Operators typed by a model are text, not syntax.
+    assert!(search(store, "dinner OR NEAR(x) *").await.is_empty());
+    assert!(search(store, "\"unbalanced").await.is_empty());
+    // A deleted message is no longer found.
+    store
+        .delete_message(jid(ADA), "en".to_owned(), 99)
+        .await
+        .unwrap();
+    assert!(search(store, "dinner").await.is_empty());
+}
+
+async fn lid_and_phone_become_one_person(f: &Fixture) {
+    let store = &*f.store;
+    // Before the mapping is known, Ada writes from her LID, and we learn her push name there.
+    store
+        .insert_messages(vec![
+            text(ADA_LID, "l1", Some(ADA_LID), 100, "from my lid"),
+            text(GROUP, "g1", Some(ADA_LID), 110, "lid in a group"),
+        ])
+        .await
+        .unwrap();
+    let mut named = ContactUpdate::new(jid(ADA_LID));
+    named.push_name = Some("Ada".to_owned());
+    store.upsert_contacts(vec![named]).await.unwrap();
+    store
+        .insert_messages(vec![text(ADA, "p1", Some(ADA), 120, "from my number")])
+        .await
+        .unwrap();
+    store
+        .set_reaction(
+            jid(ADA),
+            "p1".to_owned(),
+            jid(ADA_LID),
+            "👍".to_owned(),
+            121,
+        )
+        .await
+        .unwrap();
+    store
+        .set_participants(jid(GROUP), vec![(jid(ADA_LID), "admin".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().chat_count, 3);
+
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+    // Linking twice changes nothing.
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats.chat_count, 2,
+        "the LID chat folded into the phone chat"
+    );
+    let chat = store.chat(jid(ADA)).await.unwrap();
+    assert_eq!(chat.name.as_deref(), Some("Ada"));
+    assert_eq!(chat.last_message_at, Some(120));
+    let in_chat = store
+        .list_messages(MessageQuery {
+            chat: Some(jid(ADA)),
+            ..MessageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&in_chat), ["p1", "l1"]);
+    assert!(in_chat.iter().all(|m| m.sender_jid.as_deref() == Some(ADA)));
+    assert_eq!(in_chat[0].reactions[0].sender_jid, ADA);
+    assert_eq!(in_chat[0].reactions[0].sender_name.as_deref(), Some("Ada"));
+    let group = store
+        .list_messages(MessageQuery {
+            chat: Some(jid(GROUP)),
+            ..MessageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(group[0].sender_name.as_deref(), Some("Ada"));
+    let members = store.participants(jid(GROUP)).await.unwrap();
+    assert_eq!(members[0].jid, ADA);
+
+    // Later LID-addressed traffic lands in the same chat, and the LID resolves on reads.
+    store
+        .insert_messages(vec![text(
+            ADA_LID,
+            "l2",
+            Some(ADA_LID),
+            130,
+            "still my lid",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().chat_count, 2);
+    let via_lid = store.chat(jid(ADA_LID)).await.unwrap();
+    assert_eq!(via_lid.jid, ADA);
+    assert_eq!(via_lid.last_message.unwrap().id, "l2");
+    let contact = store.contact(jid(ADA_LID)).await.unwrap();
+    assert_eq!(
+        (contact.jid.as_str(), contact.lid.as_deref()),
+        (ADA, Some(ADA_LID))
+    );
+}
+
+async fn contacts_are_found_by_name_or_number(f: &Fixture) {
+    let store = &*f.store;
+    let mut ada = ContactUpdate::new(jid(ADA));
+    ada.full_name = Some("Ådne Østlund".to_owned());
+    ada.push_name = Some("ådi".to_owned());
+    let mut bob = ContactUpdate::new(jid(BOB));
+    bob.business_name = Some("Bob's Bikes".to_owned());
+    store.upsert_contacts(vec![ada, bob]).await.unwrap();
+    // A later push-name update keeps the address-book name.
+    let mut push = ContactUpdate::new(jid(ADA));
+    push.push_name = Some("Ådi 🚲".to_owned());
+    store.upsert_contacts(vec![push]).await.unwrap();
+
+    let find = |q: &str| {
+        let q = q.to_owned();
+        async move {
+            store
+                .search_contacts(q, Page::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.jid)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("østlund").await, [ADA]);
+    assert_eq!(find("ÅDNE").await, [ADA]);
+    assert_eq!(find("bikes").await, [BOB]);
+    assert_eq!(find("+31 6 2222").await, [BOB]);
+    let mut both = find("316").await;
+    both.sort();
+    assert_eq!(both, [ADA, BOB]);
+    assert_eq!(
+        find("%").await,
+        Vec::<String>::new(),
+        "LIKE wildcards are literal"
+    );
+    assert!(find("   ").await.is_empty());
+    let ada = store.contact(jid(ADA)).await.unwrap();
+    assert_eq!(ada.full_name.as_deref(), Some("Ådne Østlund"));
+    assert_eq!(ada.push_name.as_deref(), Some("Ådi 🚲"));
+    assert_eq!(ada.phone.as_deref(), Some("31611111111"));
+}
+
+async fn context_surrounds_a_message_in_order(f: &Fixture) {
+    let store = &*f.store;
+    let batch: Vec<_> = (0..10)
+        .map(|i| text(ADA, &format!("c{i}"), Some(ADA), 100 + i, "line"))
+        .collect();
+    store.insert_messages(batch).await.unwrap();
+    // Another chat's messages at the same times must not leak in.
+    store
+        .insert_messages(vec![text(BOB, "x", Some(BOB), 105, "other")])
+        .await
+        .unwrap();
+    let ctx = store
+        .message_context(jid(ADA), "c5".to_owned(), 2, 3)
+        .await
+        .unwrap();
+    assert_eq!(ctx.message.id, "c5");
+    assert_eq!(ids(&ctx.before), ["c3", "c4"]);
+    assert_eq!(ids(&ctx.after), ["c6", "c7", "c8"]);
+    let edge = store
+        .message_context(jid(ADA), "c0".to_owned(), 5, 0)
+        .await
+        .unwrap();
+    assert!(edge.before.is_empty() && edge.after.is_empty());
+}
+
+async fn edits_deletes_and_reactions(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .insert_messages(vec![text(BOB, "e1", Some(BOB), 100, "see you at 7")])
+        .await
+        .unwrap();
+    store
+        .edit_message(jid(BOB), "e1".to_owned(), "see you at 8".to_owned(), 110)
+        .await
+        .unwrap();
+    let edited = store.message(jid(BOB), "e1".to_owned()).await.unwrap();
+    assert_eq!(
+        (edited.text.as_deref(), edited.edited_at),
+        (Some("see you at 8"), Some(110))
+    );
+    assert_eq!(search(store, "you at 8").await, ["e1"]);
+
+    store
+        .set_reaction(jid(BOB), "e1".to_owned(), jid(ADA), "❤️".to_owned(), 120)
+        .await
+        .unwrap();
+    store
+        .set_reaction(jid(BOB), "e1".to_owned(), jid(ADA), "😂".to_owned(), 130)
+        .await
+        .unwrap();
+    // An older reaction arriving late does not overwrite the newer one.
+    store
+        .set_reaction(jid(BOB), "e1".to_owned(), jid(ADA), "👎".to_owned(), 125)
+        .await
+        .unwrap();
+    store
+        .set_reaction(jid(BOB), "e1".to_owned(), jid(BOB), "👍".to_owned(), 140)
+        .await
+        .unwrap();
+    let reacted = store.message(jid(BOB), "e1".to_owned()).await.unwrap();
+    let emojis: Vec<_> = reacted.reactions.iter().map(|r| r.emoji.as_str()).collect();
+    assert_eq!(emojis, ["😂", "👍"]);
+    store
+        .set_reaction(jid(BOB), "e1".to_owned(), jid(ADA), String::new(), 150)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .message(jid(BOB), "e1".to_owned())
+            .await
+            .unwrap()
+            .reactions
+            .len(),
+        1
+    );
+
+    store
+        .delete_message(jid(BOB), "e1".to_owned(), 200)
+        .await
+        .unwrap();
+    let deleted = store.message(jid(BOB), "e1".to_owned()).await.unwrap();
+    assert_eq!((deleted.text, deleted.deleted_at), (None, Some(200)));
+    // Re-delivery by history sync does not bring the text back.
+    store
+        .insert_messages(vec![text(BOB, "e1", Some(BOB), 100, "see you at 7")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message(jid(BOB), "e1".to_owned()).await.unwrap().text,
+        None
+    );
+    let err = store
+        .edit_message(jid(BOB), "nope".to_owned(), "x".to_owned(), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn groups_list_participants_with_names(f: &Fixture) {
+    let store = &*f.store;
+    let mut ada = ContactUpdate::new(jid(ADA));
+    ada.full_name = Some("Ada".to_owned());
+    store.upsert_contacts(vec![ada]).await.unwrap();
+    store
+        .set_participants(
+            jid(GROUP),
+            vec![
+                (jid(BOB), "member".to_owned()),
+                (jid(ADA), "superadmin".to_owned()),
+                (jid("31633333333@s.whatsapp.net"), "admin".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    let members = store.participants(jid(GROUP)).await.unwrap();
+    let roles: Vec<_> = members
+        .iter()
+        .map(|p| (p.jid.as_str(), p.role.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (ADA, "superadmin"),
+            ("31633333333@s.whatsapp.net", "admin"),
+            (BOB, "member")
+        ]
+    );
+    assert_eq!(members[0].name.as_deref(), Some("Ada"));
+    // Replacing the list drops members who left.
+    store
+        .set_participants(jid(GROUP), vec![(jid(BOB), "member".to_owned())])
+        .await
+        .unwrap();
+    assert_eq!(store.participants(jid(GROUP)).await.unwrap().len(), 1);
+    let err = store
+        .set_participants(jid(GROUP), vec![(jid(BOB), "owner".to_owned())])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown group role"), "{err}");
+    assert_eq!(store.chat(jid(GROUP)).await.unwrap().kind, ChatKind::Group);
+}
+
+async fn interactions_across_chats(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .insert_messages(vec![
+            text(ADA, "d1", Some(ADA), 100, "direct"),
+            text(GROUP, "g1", Some(ADA), 300, "in the group"),
+            text(GROUP, "g2", Some(BOB), 400, "bob in the group"),
+            text(BOB, "b1", None, 50, "to bob"),
+        ])
+        .await
+        .unwrap();
+    let last = store.last_interaction(jid(ADA)).await.unwrap().unwrap();
+    assert_eq!(last.id, "g1");
+    let last = store.last_interaction(jid(BOB)).await.unwrap().unwrap();
+    assert_eq!(last.id, "g2");
+    assert!(
+        store
+            .last_interaction(jid("31699999999@s.whatsapp.net"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let chats = store
+        .contact_chats(jid(ADA), Page::default())
+        .await
+        .unwrap();
+    let jids: Vec<_> = chats.iter().map(|c| c.jid.as_str()).collect();
+    assert_eq!(jids, [GROUP, ADA]);
+    store
+        .set_sync_state("oldest:x".to_owned(), "42".to_owned())
+        .await
+        .unwrap();
+    store
+        .set_sync_state("oldest:x".to_owned(), "41".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .sync_state("oldest:x".to_owned())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("41")
+    );
+    assert_eq!(store.sync_state("missing".to_owned()).await.unwrap(), None);
+}
+
+async fn concurrent_writers_lose_nothing(f: &Fixture) {
+    // Writers through this handle and a second, independent handle on the same database (as a
+    // second process would have), interleaved with readers.
+    let second = store::open(&f.url).await.unwrap();
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = if writer % 2 == 0 {
+            Arc::clone(&f.store)
+        } else {
+            Arc::clone(&second)
+        };
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..10 {
+                let messages: Vec<_> = (0..50)
+                    .map(|i| {
+                        text(
+                            &format!("3160000{writer:04}@s.whatsapp.net"),
+                            &format!("w{writer}b{batch}i{i}"),
+                            None,
+                            i64::from(batch * 50 + i),
+                            "concurrent",
+                        )
+                    })
+                    .collect();
+                store.insert_messages(messages).await.unwrap();
+                store.list_chats(ChatQuery::default()).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = f.store.stats().await.unwrap();
+    assert_eq!((stats.message_count, stats.chat_count), (4000, 8));
+}
+
+async fn missing_things_are_not_found(f: &Fixture) {
+    let store = &*f.store;
+    for err in [
+        store.chat(jid(ADA)).await.map(drop).unwrap_err(),
+        store
+            .message(jid(ADA), "x".to_owned())
+            .await
+            .map(drop)
+            .unwrap_err(),
+        store
+            .message_context(jid(ADA), "x".to_owned(), 1, 1)
+            .await
+            .map(drop)
+            .unwrap_err(),
+        store.contact(jid(ADA)).await.map(drop).unwrap_err(),
+        store
+            .delete_message(jid(ADA), "x".to_owned(), 1)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        assert!(
+            err.to_string().contains("31611111111") || err.to_string().contains("no such"),
+            "{err}"
+        );
+    }
+    let err = store.link_lid(jid(ADA), jid(BOB)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+}
