@@ -162,6 +162,16 @@ check_status_and_endpoints() {
         fail "[$s] GET /api/status: $(head -c 300 "$body")"
     fi
 
+    # The CLI with the packaged defaults (WHATSAPP_BRIDGE_URL is
+    # http://localhost:8080, which resolves to ::1 first, while the socket is on
+    # 127.0.0.1 only) must still find the daemon.
+    if in_ct whatsapp-mcp status >"$WORK/cli-status-$s.log" 2>&1; then
+        pass "[$s] whatsapp-mcp status reaches the socket-activated daemon"
+    else
+        fail "[$s] whatsapp-mcp status:"
+        sed 's/^/    /' "$WORK/cli-status-$s.log"
+    fi
+
     # MCP initialize on the second socket. The daemon answers 200 once the MCP
     # layer is in; until then it answers 503 with a JSON-RPC error. Both are
     # accepted here; when 503 is no longer expected, drop it from the case
