@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Transport};
+use crate::engine::NoEngine;
 use crate::listeners::Listeners;
 use crate::report::{AppContext, StatusReport};
 use crate::state::{EngineStatus, LinkState, StatusHandle};
@@ -230,7 +232,10 @@ async fn serve_async(config: Config) -> ExitCode {
         }
     };
     let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
-    let ctx = AppContext::new(config, status, store);
+    let engine = Arc::new(NoEngine::new(
+        "this version of whatsapp-mcp ships without the WhatsApp engine",
+    ));
+    let ctx = AppContext::new(config, status, store, engine);
     match server::run(ctx, listeners, notifier, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -36,7 +36,12 @@ impl Bridge {
         let store: std::sync::Arc<dyn Store> = store::open(&config.database_url).await.unwrap();
         let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
         Self {
-            ctx: AppContext::new(config, status, store),
+            ctx: AppContext::new(
+                config,
+                status,
+                store,
+                std::sync::Arc::new(whatsapp_mcp::engine::NoEngine::new("tests")),
+            ),
             _dir: dir,
         }
     }

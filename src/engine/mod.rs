@@ -1,0 +1,216 @@
+//! The port to WhatsApp: the actions the rest of the program may ask of a WhatsApp connection.
+//!
+//! The MCP tools and the bridge talk to an `Arc<dyn Engine>` and never to whatsapp-rust itself.
+//! An engine publishes its link state through [`crate::state::StatusHandle`] and writes what it
+//! receives and sends to the [`crate::store::Store`]; every action that sends a message stores
+//! the sent message before it returns, so the archive always shows it.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::jid::Jid;
+use crate::store::model::Message;
+
+/// What can go wrong when asking WhatsApp to do something, in words a user (or a model) can act
+/// on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No account is linked to this server.
+    #[error(
+        "WhatsApp is not linked: open http://HOST:8080/qr (or run `whatsapp-mcp qr`) and scan the code with the phone"
+    )]
+    NotLinked,
+    /// Linked but not connected right now; the engine is reconnecting.
+    #[error("WhatsApp is not connected right now ({0}); try again in a minute")]
+    Disconnected(String),
+    /// This process runs without a WhatsApp connection (e.g. the engine is switched off).
+    #[error("this whatsapp-mcp process has no WhatsApp connection: {0}")]
+    Unavailable(String),
+    /// The recipient cannot receive messages (unknown number, not on WhatsApp, not allowed).
+    #[error("cannot send to {0}")]
+    Recipient(String),
+    /// The message, chat or media named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A media file could not be read, converted, uploaded or downloaded.
+    #[error("media: {0}")]
+    Media(String),
+    /// WhatsApp refused the request or it failed in transit.
+    #[error("WhatsApp: {0}")]
+    Failed(String),
+}
+
+/// The kind of media a file is sent as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Image,
+    Video,
+    /// A plain audio file (not a voice note).
+    Audio,
+    Document,
+}
+
+impl MediaKind {
+    /// Picks the kind from a MIME type; anything unknown is sent as a document.
+    pub fn from_mime(mime: &str) -> Self {
+        match mime.split('/').next().unwrap_or_default() {
+            "image" if mime != "image/svg+xml" => Self::Image,
+            "video" => Self::Video,
+            "audio" => Self::Audio,
+            _ => Self::Document,
+        }
+    }
+}
+
+/// A file to send, already checked to be inside the outbox and within the size limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingFile {
+    pub path: PathBuf,
+    /// The name the recipient sees.
+    pub file_name: String,
+    pub mime_type: String,
+}
+
+/// Where a downloaded media file was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DownloadedMedia {
+    pub path: PathBuf,
+    pub mime_type: Option<String>,
+    pub size_bytes: u64,
+    /// True when an earlier download was reused (its hash matched).
+    pub reused: bool,
+}
+
+/// The actions available on a WhatsApp connection.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    /// Sends a text message, optionally as a reply to `reply_to` (a message id in that chat).
+    /// Returns the message as stored in the archive.
+    async fn send_text(
+        &self,
+        to: Jid,
+        text: String,
+        reply_to: Option<String>,
+    ) -> Result<Message, EngineError>;
+
+    /// Sends an image, video, audio file or document, with an optional caption.
+    async fn send_file(
+        &self,
+        to: Jid,
+        file: OutgoingFile,
+        kind: MediaKind,
+        caption: Option<String>,
+    ) -> Result<Message, EngineError>;
+
+    /// Sends a voice note (push-to-talk audio); the engine converts to Ogg/Opus when needed.
+    async fn send_voice_note(&self, to: Jid, file: OutgoingFile) -> Result<Message, EngineError>;
+
+    /// Reacts to a message; an empty emoji removes our reaction.
+    async fn react(&self, chat: Jid, message_id: String, emoji: String) -> Result<(), EngineError>;
+
+    /// Marks the given messages of a chat as read.
+    async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), EngineError>;
+
+    /// Asks the phone for up to `count` messages older than the oldest archived in `chat`; they
+    /// arrive later through history sync.
+    async fn request_history(&self, chat: Jid, count: u32) -> Result<(), EngineError>;
+
+    /// Downloads the media of a message into the media directory (reusing an earlier download
+    /// whose hash matches) and returns where it is.
+    async fn download_media(
+        &self,
+        chat: Jid,
+        message_id: String,
+    ) -> Result<DownloadedMedia, EngineError>;
+}
+
+/// The engine of a process that has no WhatsApp connection: every action explains why.
+#[derive(Debug, Clone)]
+pub struct NoEngine {
+    reason: String,
+}
+
+impl NoEngine {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+
+    fn refuse<T>(&self) -> Result<T, EngineError> {
+        Err(EngineError::Unavailable(self.reason.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Engine for NoEngine {
+    async fn send_text(
+        &self,
+        _: Jid,
+        _: String,
+        _: Option<String>,
+    ) -> Result<Message, EngineError> {
+        self.refuse()
+    }
+
+    async fn send_file(
+        &self,
+        _: Jid,
+        _: OutgoingFile,
+        _: MediaKind,
+        _: Option<String>,
+    ) -> Result<Message, EngineError> {
+        self.refuse()
+    }
+
+    async fn send_voice_note(&self, _: Jid, _: OutgoingFile) -> Result<Message, EngineError> {
+        self.refuse()
+    }
+
+    async fn react(&self, _: Jid, _: String, _: String) -> Result<(), EngineError> {
+        self.refuse()
+    }
+
+    async fn mark_read(&self, _: Jid, _: Vec<String>) -> Result<(), EngineError> {
+        self.refuse()
+    }
+
+    async fn request_history(&self, _: Jid, _: u32) -> Result<(), EngineError> {
+        self.refuse()
+    }
+
+    async fn download_media(&self, _: Jid, _: String) -> Result<DownloadedMedia, EngineError> {
+        self.refuse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_kinds_follow_the_mime_type() {
+        assert_eq!(MediaKind::from_mime("image/jpeg"), MediaKind::Image);
+        assert_eq!(MediaKind::from_mime("image/svg+xml"), MediaKind::Document);
+        assert_eq!(MediaKind::from_mime("video/mp4"), MediaKind::Video);
+        assert_eq!(MediaKind::from_mime("audio/mpeg"), MediaKind::Audio);
+        assert_eq!(MediaKind::from_mime("application/pdf"), MediaKind::Document);
+        assert_eq!(MediaKind::from_mime(""), MediaKind::Document);
+    }
+
+    #[tokio::test]
+    async fn without_an_engine_every_action_says_why() {
+        let engine = NoEngine::new("the engine is not part of this version");
+        let jid = Jid::parse("31611111111").unwrap();
+        let err = engine
+            .send_text(jid, "hi".to_owned(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not part of this version"),
+            "{err}"
+        );
+    }
+}
