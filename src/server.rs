@@ -39,9 +39,14 @@ pub async fn run(
     let mcp_addr = mcp_listener.local_addr()?;
 
     let policy = AccessPolicy::new(ctx.config.token.clone());
-    let bridge_app = http::bridge_router(ctx.clone(), policy.clone())
+    // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
+    let mcp_endpoint = mcp::Endpoint::new(ctx.clone(), policy.clone());
+    let bridge_app = http::bridge_router(ctx.clone(), policy)
+        .merge(mcp_endpoint.bridge_routes())
         .into_make_service_with_connect_info::<SocketAddr>();
-    let mcp_app = mcp::router(policy).into_make_service_with_connect_info::<SocketAddr>();
+    let mcp_app = mcp_endpoint
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -80,6 +85,7 @@ pub async fn run(
     notifier.stopping("stopping: finishing open requests");
     status_mirror.abort();
     let _ = stop_tx.send(true);
+    mcp_endpoint.shutdown();
 
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let (bridge_result, mcp_result) = tokio::join!(bridge_task, mcp_task);

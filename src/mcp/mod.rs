@@ -1,43 +1,167 @@
-//! The MCP endpoint on port 3000. The tools and transports are not in this build yet: every MCP
-//! path answers with an explicit JSON-RPC error instead of pretending to work.
+//! The MCP endpoint: the WhatsApp tools ([`tools`]) served over Streamable HTTP (`/mcp`, rmcp's
+//! service), the legacy HTTP+SSE pair (`/sse` + `/messages`, [`sse`]) and stdin/stdout
+//! ([`stdio`]).
+//!
+//! Only this module knows JSON-RPC. Every HTTP route sits behind the same layers: security
+//! headers, the bearer token for non-loopback peers, the DNS-rebinding guard, and a body limit.
+
+pub mod guard;
+pub mod output;
+pub mod params;
+pub mod policy;
+pub mod sse;
+pub mod stdio;
+pub mod tools;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::{get, post};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::{AccessPolicy, require_token, security_headers};
+use crate::report::AppContext;
 
-/// Largest JSON-RPC request body accepted on the MCP port.
+pub use tools::{STATUS_URI, WRITE_TOOLS, WhatsAppTools};
+
+/// Largest JSON-RPC request body accepted on the MCP endpoints.
 pub const MCP_BODY_LIMIT: usize = 1024 * 1024;
 
-/// The routes of the MCP port, guarded by `policy`.
-pub fn router(policy: AccessPolicy) -> Router {
-    Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/mcp", any(unavailable))
-        .route("/sse", any(unavailable))
-        .route("/messages", any(unavailable))
-        .layer(DefaultBodyLimit::max(MCP_BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(policy, require_token))
-        .layer(middleware::map_response(security_headers))
+/// Tunables of the HTTP transports; the defaults are what the service uses.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How often an idle event stream gets a keep-alive comment.
+    pub keep_alive: Duration,
+    /// Most legacy SSE sessions open at once.
+    pub max_sse_sessions: usize,
+    /// Largest request body.
+    pub body_limit: usize,
 }
 
-async fn unavailable() -> impl IntoResponse {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {
-                "code": -32000,
-                "message": "the MCP tools are not available in this version of whatsapp-mcp"
-            }
-        })),
-    )
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            max_sse_sessions: 256,
+            body_limit: MCP_BODY_LIMIT,
+        }
+    }
+}
+
+/// The MCP endpoint of one server: its routes and the switch that ends all sessions.
+#[derive(Clone)]
+pub struct Endpoint {
+    ctx: AppContext,
+    policy: AccessPolicy,
+    options: Options,
+    shutdown: CancellationToken,
+    sse: sse::SseSessions,
+    streamable: StreamableHttpService<WhatsAppTools, LocalSessionManager>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("options", &self.options)
+            .field("sse_sessions", &self.sse.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    pub fn new(ctx: AppContext, policy: AccessPolicy) -> Self {
+        Self::with_options(ctx, policy, Options::default())
+    }
+
+    pub fn with_options(ctx: AppContext, policy: AccessPolicy, options: Options) -> Self {
+        let shutdown = CancellationToken::new();
+        // Host and Origin are checked by our own guard (which also lets token-authenticated
+        // remote clients use their own host names), so rmcp's loopback-only list is cleared.
+        let config = StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .disable_allowed_origins()
+            .with_sse_keep_alive(Some(options.keep_alive))
+            .with_max_request_body_bytes(options.body_limit)
+            .with_cancellation_token(shutdown.child_token());
+        let factory_ctx = ctx.clone();
+        let streamable = StreamableHttpService::new(
+            move || Ok(WhatsAppTools::new(factory_ctx.clone())),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        let sse = sse::SseSessions::new(
+            ctx.clone(),
+            options.keep_alive,
+            options.max_sse_sessions,
+            shutdown.child_token(),
+        );
+        Self {
+            ctx,
+            policy,
+            options,
+            shutdown,
+            sse,
+            streamable,
+        }
+    }
+
+    /// The routes of the MCP port: `/health`, `/mcp`, `/sse` and `/messages`.
+    pub fn router(&self) -> Router {
+        let transports = Router::new()
+            .route_service("/mcp", self.streamable.clone())
+            .route("/sse", get(sse::open))
+            .route("/messages", post(sse::post))
+            .with_state(self.sse.clone());
+        // `/health` skips the Host/Origin guard: it reveals nothing, and load balancers probe
+        // it under their own names.
+        self.outer(self.guarded(transports).route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        ))
+    }
+
+    /// Streamable HTTP at `/mcp` for the bridge port, so `whatsapp-mcp stdio` needs nothing but
+    /// `WHATSAPP_BRIDGE_URL` to reach the daemon.
+    pub fn bridge_routes(&self) -> Router {
+        self.outer(self.guarded(Router::new().route_service("/mcp", self.streamable.clone())))
+    }
+
+    /// The DNS-rebinding guard and the body limit.
+    fn guarded(&self, routes: Router) -> Router {
+        let origin_guard = guard::OriginGuard::new(&self.ctx.config);
+        routes
+            .layer(middleware::from_fn_with_state(
+                self.options.body_limit,
+                guard::limit_body,
+            ))
+            .layer(middleware::from_fn_with_state(
+                origin_guard,
+                guard::check_origin,
+            ))
+    }
+
+    /// The bearer token for non-loopback peers and the security headers, as on the bridge.
+    fn outer(&self, routes: Router) -> Router {
+        routes
+            .layer(middleware::from_fn_with_state(
+                self.policy.clone(),
+                require_token,
+            ))
+            .layer(middleware::map_response(security_headers))
+    }
+
+    /// Ends every MCP session and event stream, so a graceful stop is not held up by clients
+    /// that keep their streams open.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Open legacy SSE sessions.
+    pub fn sse_sessions(&self) -> usize {
+        self.sse.len()
+    }
 }

@@ -1,0 +1,239 @@
+//! The safety rules the sending tools obey: which recipients are allowed, which files may be
+//! sent, and how typed times are read.
+//!
+//! A malicious incoming message can try to steer a model into forwarding private chats or files;
+//! these checks hold whatever the model was told.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use crate::engine::{MediaKind, OutgoingFile};
+use crate::jid::Jid;
+
+/// Largest file `send_file` and `send_audio_message` will read (WhatsApp's own document limit
+/// is higher, but nothing an assistant sends needs more).
+pub const MAX_OUTGOING_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The recipients the server may send to; empty means anyone.
+#[derive(Clone, Debug, Default)]
+pub struct RecipientPolicy {
+    allowed: Vec<Jid>,
+}
+
+impl RecipientPolicy {
+    /// Parses the configured entries (phone numbers or JIDs); unparsable entries are reported
+    /// rather than silently dropped, because a typo would otherwise widen nothing but confuse.
+    pub fn new(entries: &[String]) -> Result<Self, String> {
+        let allowed = entries
+            .iter()
+            .map(|entry| Jid::parse(entry).map_err(|err| format!("mcp.allowed_recipients: {err}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { allowed })
+    }
+
+    pub fn is_restricted(&self) -> bool {
+        !self.allowed.is_empty()
+    }
+
+    /// True when `canonical` (a JID already mapped from LID to phone where known) or one of its
+    /// other known addresses is on the list.
+    pub fn allows(&self, addresses: &[&Jid]) -> bool {
+        self.allowed.is_empty() || addresses.iter().any(|jid| self.allowed.contains(jid))
+    }
+}
+
+/// Resolves `requested` to a regular file inside `outbox`, following symlinks first so a link
+/// pointing out of the outbox is refused, and checks its size.
+pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, String> {
+    let requested = requested.trim();
+    if requested.is_empty() {
+        return Err("media_path is empty: give the name of a file in the outbox directory".into());
+    }
+    let root = outbox.canonicalize().map_err(|err| {
+        format!(
+            "the outbox directory {} is not usable ({err}): the server's administrator must create it; files to send go there",
+            outbox.display()
+        )
+    })?;
+    let candidate = {
+        let path = Path::new(requested);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            root.join(path)
+        }
+    };
+    let resolved = candidate.canonicalize().map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "{requested}: no such file; put the file into the outbox directory {} and pass its name",
+                root.display()
+            )
+        } else {
+            format!("{requested}: cannot be read ({err})")
+        }
+    })?;
+    if !resolved.starts_with(&root) {
+        return Err(format!(
+            "{requested} is outside the outbox directory {}: only files in that directory can be sent (symlinks are followed before this check); copy the file there first",
+            root.display()
+        ));
+    }
+    let metadata = std::fs::metadata(&resolved)
+        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
+    if !metadata.is_file() {
+        return Err(format!("{requested} is not a regular file"));
+    }
+    if metadata.len() > MAX_OUTGOING_FILE_BYTES {
+        return Err(format!(
+            "{requested} is {} MiB; the limit is {} MiB",
+            metadata.len().div_ceil(1024 * 1024),
+            MAX_OUTGOING_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    let file_name = resolved
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    Ok(OutgoingFile {
+        mime_type: mime_for(&resolved).to_owned(),
+        path: resolved,
+        file_name,
+    })
+}
+
+/// The media kind a file is sent as.
+pub fn kind_of(file: &OutgoingFile) -> MediaKind {
+    MediaKind::from_mime(&file.mime_type)
+}
+
+/// The MIME type of a file, from its extension; unknown types travel as documents.
+pub fn mime_for(path: &Path) -> &'static str {
+    let extension = path
+        .extension()
+        .map(|ext| ext.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match extension.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" | "m4v" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "mov" => "video/quicktime",
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" | "opus" => "audio/ogg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        "wav" => "audio/wav",
+        "amr" => "audio/amr",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "zip" => "application/zip",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Reads an ISO-8601 time (with offset, without one meaning UTC, or a bare date at midnight
+/// UTC) into Unix seconds.
+pub fn parse_time(field: &str, input: &str) -> Result<i64, String> {
+    let text = input.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc().timestamp());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && let Some(midnight) = date.and_hms_opt(0, 0, 0)
+    {
+        return Ok(midnight.and_utc().timestamp());
+    }
+    Err(format!(
+        "{field}: {input:?} is not an ISO-8601 time; use e.g. 2025-01-31T18:00:00Z, 2025-01-31T18:00:00+01:00 or 2025-01-31"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_the_usual_iso_spellings() {
+        assert_eq!(
+            parse_time("after", "2025-01-31T18:00:00Z"),
+            Ok(1_738_346_400)
+        );
+        assert_eq!(
+            parse_time("after", "2025-01-31T19:00:00+01:00"),
+            Ok(1_738_346_400)
+        );
+        assert_eq!(
+            parse_time("after", "2025-01-31T18:00:00"),
+            Ok(1_738_346_400)
+        );
+        assert_eq!(parse_time("after", "2025-01-31"), Ok(1_738_281_600));
+        let err = parse_time("before", "last tuesday").unwrap_err();
+        assert!(
+            err.starts_with("before:") && err.contains("ISO-8601"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_allow_list_compares_canonical_jids() {
+        let policy = RecipientPolicy::new(&["+31 6 1111 1111".to_owned()]).unwrap();
+        let same = Jid::parse("31611111111@s.whatsapp.net").unwrap();
+        let device = Jid::parse("31611111111:7@s.whatsapp.net").unwrap();
+        let other = Jid::parse("31622222222").unwrap();
+        assert!(policy.allows(&[&same]));
+        assert!(policy.allows(&[&device]));
+        assert!(!policy.allows(&[&other]));
+        assert!(RecipientPolicy::new(&["not a number".to_owned()]).is_err());
+        assert!(RecipientPolicy::default().allows(&[&other]));
+    }
+
+    #[test]
+    fn files_outside_the_outbox_are_refused_even_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        std::fs::create_dir(&outbox).unwrap();
+        std::fs::write(outbox.join("photo.jpg"), b"jpeg").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), outbox.join("link.txt")).unwrap();
+
+        let ok = outbox_file(&outbox, "photo.jpg").unwrap();
+        assert_eq!(ok.mime_type, "image/jpeg");
+        assert_eq!(ok.file_name, "photo.jpg");
+        assert_eq!(kind_of(&ok), MediaKind::Image);
+        assert!(outbox_file(&outbox, outbox.join("photo.jpg").to_str().unwrap()).is_ok());
+
+        for escape in [
+            "../secret.txt",
+            "link.txt",
+            dir.path().join("secret.txt").to_str().unwrap(),
+            "/etc/passwd",
+        ] {
+            let err = outbox_file(&outbox, escape).unwrap_err();
+            assert!(err.contains("outside the outbox"), "{escape}: {err}");
+        }
+        let missing = outbox_file(&outbox, "nope.pdf").unwrap_err();
+        assert!(missing.contains("no such file"), "{missing}");
+        let dir_err = outbox_file(&outbox, ".").unwrap_err();
+        assert!(dir_err.contains("not a regular file"), "{dir_err}");
+    }
+}

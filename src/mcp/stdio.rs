@@ -1,0 +1,386 @@
+//! `whatsapp-mcp stdio`: MCP on stdin/stdout for desktop clients such as Claude Desktop.
+//!
+//! The WhatsApp session must live in one process only (two connections with one device
+//! identity knock each other off), so by default this command is a relay: each JSON-RPC line
+//! from stdin is POSTed to the daemon's Streamable HTTP endpoint at `WHATSAPP_BRIDGE_URL/mcp`
+//! and every message of the answer (plain JSON or an event stream) is written to stdout as one
+//! line. Connecting starts a socket-activated daemon. `--standalone` instead serves the tools
+//! in this process, with its own store and engine.
+//!
+//! Nothing but protocol is written to stdout; diagnostics go to stderr (or the journal).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::report::AppContext;
+use crate::state::{EngineStatus, LinkState, StatusHandle};
+
+use super::tools::WhatsAppTools;
+
+/// Exit code when the daemon cannot be reached (sysexits' EX_UNAVAILABLE, as `status` uses).
+const EXIT_UNREACHABLE: u8 = 69;
+
+/// How long to wait for the daemon to accept a connection (socket activation included).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs the `stdio` command; `standalone` serves in-process with the engine that `serve` would
+/// pick.
+pub fn main(config: Config, standalone: bool) -> ExitCode {
+    let sink = crate::logging::init(&config.log_level, config.log_target);
+    tracing::debug!(?sink, standalone, "stdio logging initialised");
+    if standalone {
+        run_standalone(config)
+    } else {
+        run_relay(&config)
+    }
+}
+
+fn run_standalone(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("whatsapp-mcp-stdio")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("whatsapp-mcp stdio: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let store = match crate::store::open(&config.database_url).await {
+            Ok(store) => store,
+            Err(err) => {
+                eprintln!(
+                    "whatsapp-mcp stdio: cannot open the archive {}: {err}",
+                    config.database_url
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
+        let engine = match crate::engine::start(
+            Arc::clone(&store),
+            status.clone(),
+            config.media_dir.clone(),
+        )
+        .await
+        {
+            Ok(engine) => engine,
+            Err(err) => {
+                eprintln!("whatsapp-mcp stdio: cannot start the WhatsApp engine: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let ctx = AppContext::new(config, status, store, engine);
+        let service = match WhatsAppTools::new(ctx)
+            .serve(rmcp::transport::stdio())
+            .await
+        {
+            Ok(service) => service,
+            Err(err) => {
+                eprintln!("whatsapp-mcp stdio: the MCP client did not initialise: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match service.waiting().await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("whatsapp-mcp stdio: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// What the relay knows about its session with the daemon.
+#[derive(Debug, Default)]
+struct RelayState {
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+}
+
+/// The relay's connection to the daemon.
+#[derive(Debug)]
+struct Relay {
+    agent: ureq::Agent,
+    url: String,
+    authorization: Option<String>,
+    state: Mutex<RelayState>,
+    stdout: Mutex<std::io::Stdout>,
+}
+
+fn run_relay(config: &Config) -> ExitCode {
+    let base = config.bridge_url.trim_end_matches('/').to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let relay = Arc::new(Relay {
+        agent,
+        url: format!("{base}/mcp"),
+        authorization: config
+            .token
+            .as_ref()
+            .map(|token| format!("Bearer {}", token.expose())),
+        state: Mutex::default(),
+        stdout: Mutex::new(std::io::stdout()),
+    });
+    if let Err(detail) = relay.probe(&base) {
+        eprintln!(
+            "whatsapp-mcp stdio: cannot reach the whatsapp-mcp service at {base}: {detail}\n\
+             Is it running? Try `systemctl status whatsapp-mcp.socket whatsapp-mcp` or start it \
+             with `whatsapp-mcp serve`; set WHATSAPP_BRIDGE_URL if it listens elsewhere, or run \
+             `whatsapp-mcp stdio --standalone`."
+        );
+        return ExitCode::from(EXIT_UNREACHABLE);
+    }
+    tracing::info!(url = %relay.url, "relaying MCP from stdin/stdout to the service");
+
+    let mut workers = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read stdin");
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let message: Value = match serde_json::from_str(&line) {
+            Ok(message) => message,
+            Err(err) => {
+                relay.emit(&json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": {"code": -32700, "message": format!("parse error: {err}")},
+                }));
+                continue;
+            }
+        };
+        let is_request =
+            message.get("id").is_some_and(|id| !id.is_null()) && message.get("method").is_some();
+        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        if is_request && !is_initialize {
+            // Requests run side by side: a slow tool must not hold up a ping or a cancellation.
+            let relay = Arc::clone(&relay);
+            workers.push(std::thread::spawn(move || relay.forward(&line, &message)));
+            workers.retain(|worker| !worker.is_finished());
+        } else {
+            // `initialize` gives the session id every later request needs; notifications and
+            // responses are answered at once with 202.
+            relay.forward(&line, &message);
+        }
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    relay.close();
+    ExitCode::SUCCESS
+}
+
+impl Relay {
+    /// Checks that the daemon answers at all, before the client starts talking.
+    fn probe(&self, base: &str) -> Result<(), String> {
+        let mut request = self.agent.get(format!("{base}/health"));
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.call().map_err(|err| err.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("GET /health answered HTTP {}", response.status()))
+        }
+    }
+
+    /// Writes one JSON-RPC message to stdout as one line.
+    fn emit(&self, message: &Value) {
+        let mut stdout = self
+            .stdout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = writeln!(stdout, "{message}").and_then(|()| stdout.flush());
+        if let Err(err) = written {
+            tracing::error!(error = %err, "cannot write to stdout");
+        }
+    }
+
+    /// Writes a line the daemon sent, which is already one JSON-RPC message.
+    fn emit_raw(&self, data: &str) {
+        match serde_json::from_str::<Value>(data) {
+            Ok(message) => self.emit(&message),
+            Err(err) => tracing::warn!(error = %err, "the service sent an event that is not JSON"),
+        }
+    }
+
+    /// Answers a request the daemon could not take with a JSON-RPC error the client shows.
+    fn fail(&self, message: &Value, text: &str) {
+        if let Some(id) = message.get("id").filter(|id| !id.is_null())
+            && message.get("method").is_some()
+        {
+            self.emit(&json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": -32000, "message": text},
+            }));
+        } else {
+            tracing::warn!(problem = %text, "a notification could not be delivered");
+        }
+    }
+
+    fn forward(&self, line: &str, message: &Value) {
+        let (session_id, protocol_version) = {
+            let state = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (state.session_id.clone(), state.protocol_version.clone())
+        };
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(id) = &session_id {
+            request = request.header("Mcp-Session-Id", id);
+        }
+        if let Some(version) = &protocol_version {
+            request = request.header("MCP-Protocol-Version", version);
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let response = match request.send(line) {
+            Ok(response) => response,
+            Err(err) => {
+                self.fail(
+                    message,
+                    &format!(
+                        "the whatsapp-mcp service at {} is unreachable: {err}",
+                        self.url
+                    ),
+                );
+                return;
+            }
+        };
+        let status = response.status();
+        if let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+        {
+            self.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .session_id = Some(id.to_owned());
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut body = response.into_body();
+        if status == 404 && session_id.is_some() {
+            self.fail(message, "the whatsapp-mcp service restarted and this session is gone: restart the MCP server in your client",
+            );
+            return;
+        }
+        if !status.is_success() {
+            let text = body.read_to_string().unwrap_or_default();
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .or_else(|| v.pointer("/error"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| text.trim().to_owned());
+            self.fail(
+                message,
+                &format!("the service answered HTTP {status}: {detail}"),
+            );
+            return;
+        }
+        if content_type.starts_with("text/event-stream") {
+            let reader = BufReader::new(body.into_reader());
+            let mut data = String::new();
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        self.note_version(&data);
+                        self.emit_raw(&data);
+                        data.clear();
+                    }
+                    continue;
+                }
+                if let Some(value) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if !data.is_empty() {
+                self.note_version(&data);
+                self.emit_raw(&data);
+            }
+        } else if content_type.starts_with("application/json") {
+            match body.read_to_string() {
+                Ok(text) => {
+                    self.note_version(&text);
+                    self.emit_raw(&text);
+                }
+                Err(err) => self.fail(
+                    message,
+                    &format!("reading the service's answer failed: {err}"),
+                ),
+            }
+        }
+    }
+
+    /// Remembers the protocol version the daemon agreed to, which later requests must name.
+    fn note_version(&self, data: &str) {
+        let Ok(message) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(version) = message
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+        {
+            self.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .protocol_version = Some(version.to_owned());
+        }
+    }
+
+    /// Ends the session on the daemon when the client goes away.
+    fn close(&self) {
+        let session_id = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .session_id
+            .clone();
+        if let Some(id) = session_id {
+            let mut request = self.agent.delete(&self.url).header("Mcp-Session-Id", &id);
+            if let Some(auth) = &self.authorization {
+                request = request.header("Authorization", auth);
+            }
+            let _ = request.call();
+        }
+    }
+}
