@@ -5,6 +5,8 @@
 
 pub mod model;
 mod search;
+pub mod pg;
+pub mod session;
 mod sqlite;
 
 use std::sync::Arc;

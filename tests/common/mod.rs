@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: free ports, a notify socket, HTTP, the binary.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pg;
+
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,146 @@
+//! The WhatsApp session store: the device identity and Signal state that whatsapp-rust keeps
+//! through its storage `Backend`, on SQLite or PostgreSQL.
+//!
+//! For `sqlite://` this is whatsapp-rust's own backend (whatsapp-rust-sqlite-storage), in the
+//! same file as the archive: its tables and the archive's do not overlap, and using the
+//! library's backend keeps its schema upgrades and semantics exactly as upstream ships them.
+//! whatsapp-rust has no PostgreSQL backend, so `postgres://` gets [`PgSessionStore`], ours.
+
+mod postgres;
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use wacore::store::error::StoreError as WaStoreError;
+use wacore::store::traits::Backend;
+
+use super::StoreError;
+use crate::config::{BackendKind, DatabaseUrl};
+use crate::store::pg::describe;
+
+pub use postgres::PgSessionStore;
+
+/// The device row every table is keyed by. One process links one WhatsApp account.
+pub const DEVICE_ID: i32 = 1;
+
+/// Opens (creating and migrating as needed) the session store named by `url`, in the shape
+/// whatsapp-rust's `BotBuilder::with_backend_arc` takes.
+pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Backend>, StoreError> {
+    match url.kind() {
+        Some(BackendKind::Sqlite) => {
+            let path = url.sqlite_path().ok_or_else(|| {
+                StoreError::Other(format!(
+                    "{url} names no file: use sqlite:///path/to/file.db"
+                ))
+            })?;
+            Ok(Arc::new(open_sqlite(&path).await?))
+        }
+        Some(BackendKind::Postgres) => Ok(Arc::new(PgSessionStore::open(url).await?)),
+        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    }
+}
+
+/// whatsapp-rust's SQLite backend on `path`, with the file made private first: it holds the
+/// keys that let anyone act as this linked device.
+async fn open_sqlite(path: &Path) -> Result<whatsapp_rust_sqlite_storage::SqliteStore, StoreError> {
+    let owned = path.to_owned();
+    let lock = tokio::task::spawn_blocking(move || {
+        prepare_private_file(&owned)?;
+        lock_directory(&owned)
+    })
+    .await
+    .map_err(|err| StoreError::Other(format!("open task failed: {err}")))??;
+    let location = path
+        .to_str()
+        .ok_or_else(|| StoreError::Other(format!("{} is not a UTF-8 path", path.display())))?;
+    // SQLite would read a leading `file:` as a URI with options, not as a file name.
+    let location = if location.starts_with("file:") {
+        format!("./{location}")
+    } else {
+        location.to_owned()
+    };
+    let opened = whatsapp_rust_sqlite_storage::SqliteStore::new(&location)
+        .await
+        .map_err(|err| from_wacore(&err, &path.display().to_string()));
+    drop(lock);
+    opened
+}
+
+/// Takes an exclusive lock on the database's directory for the length of the open. The
+/// library's migrations check what is applied and then apply the rest, so two openers at once
+/// (in this process or another) both try to create the first tables and one fails. The lock is
+/// on the directory rather than the file: closing another descriptor of the database file would
+/// drop SQLite's own POSIX locks on it, and a lock file of its own would be one more file left
+/// behind.
+fn lock_directory(path: &Path) -> Result<std::fs::File, StoreError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let handle = std::fs::File::open(dir)
+        .and_then(|handle| handle.lock().map(|()| handle))
+        .map_err(|err| StoreError::Unavailable(format!("cannot lock {}: {err}", dir.display())))?;
+    Ok(handle)
+}
+
+/// Creates the parent directory (0700) and the file (0600) if missing, and tightens the mode
+/// of an existing file, before SQLite creates it with the process umask.
+fn prepare_private_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| {
+                StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
+            })?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, Permissions::from_mode(0o600)))
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))
+}
+
+/// whatsapp-rust's storage error in our terms, with its cause chain spelled out (its own
+/// messages are generic, e.g. "database connection error").
+fn from_wacore(err: &WaStoreError, location: &str) -> StoreError {
+    let text = format!("session store {location}: {}", describe(err));
+    match err {
+        WaStoreError::Connection(_) | WaStoreError::Io(_) => StoreError::Unavailable(text),
+        _ => StoreError::Other(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_session_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/whatsapp.db");
+        let url = DatabaseUrl::parse("t", &format!("sqlite://{}", path.display())).unwrap();
+        let backend = open(&url).await.unwrap();
+        assert!(!backend.exists().await.unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[tokio::test]
+    async fn unreadable_location_is_reported_without_panic() {
+        let url = DatabaseUrl::parse("t", "sqlite:///proc/no/such/dir/whatsapp.db").unwrap();
+        let err = open(&url).await.err().expect("cannot open under /proc");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("/proc/no/such/dir"), "{err}");
+    }
+}
