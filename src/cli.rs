@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Transport};
-use crate::engine::NoEngine;
+use crate::engine;
 use crate::listeners::Listeners;
 use crate::report::{AppContext, StatusReport};
 use crate::state::{EngineStatus, LinkState, StatusHandle};
@@ -135,7 +135,10 @@ pub fn main() -> ExitCode {
             Ok(config) => status(&config, json),
             Err(code) => code,
         },
-        Command::Stdio { .. } => not_available("stdio", "the MCP tools"),
+        Command::Stdio { standalone } => match load_config(cli.config.as_ref()) {
+            Ok(config) => crate::mcp::stdio::main(config, standalone),
+            Err(code) => code,
+        },
         Command::Qr => not_available("qr", "the WhatsApp engine"),
         Command::Pair { .. } => not_available("pair", "the WhatsApp engine"),
         Command::Logout { .. } => not_available("logout", "the WhatsApp engine"),
@@ -232,9 +235,14 @@ async fn serve_async(config: Config) -> ExitCode {
         }
     };
     let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
-    let engine = Arc::new(NoEngine::new(
-        "this version of whatsapp-mcp ships without the WhatsApp engine",
-    ));
+    let engine =
+        match engine::start(Arc::clone(&store), status.clone(), config.media_dir.clone()).await {
+            Ok(engine) => engine,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start the WhatsApp engine");
+                return ExitCode::FAILURE;
+            }
+        };
     let ctx = AppContext::new(config, status, store, engine);
     match server::run(ctx, listeners, notifier, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,10 +40,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --all-features -- -D warnings
 
 step "cargo test"
-cargo test --locked --all-targets
+cargo test --locked --all-targets --features fake-engine
 
 step "package tier"
 bash tests/package/run.sh

@@ -5,6 +5,11 @@
 //! receives and sends to the [`crate::store::Store`]; every action that sends a message stores
 //! the sent message before it returns, so the archive always shows it.
 
+#[cfg(feature = "fake-engine")]
+pub mod fake;
+pub mod ingest;
+pub mod media;
+
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -124,6 +129,65 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         chat: Jid,
         message_id: String,
     ) -> Result<DownloadedMedia, EngineError>;
+}
+
+/// Starts the engine this process runs with and returns it.
+///
+/// Builds with the `fake-engine` feature accept `WHATSAPP_MCP_ENGINE=fake` (tests only), with
+/// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
+/// or `logged-out` / `stream-replaced` (start in that state).
+pub async fn start(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    status: crate::state::StatusHandle,
+    media_dir: PathBuf,
+) -> Result<std::sync::Arc<dyn Engine>, String> {
+    let wanted = std::env::var("WHATSAPP_MCP_ENGINE").unwrap_or_default();
+    match wanted.as_str() {
+        "" | "none" => {
+            let _ = (store, status, media_dir);
+            Ok(std::sync::Arc::new(NoEngine::new(
+                "this version of whatsapp-mcp ships without the WhatsApp engine",
+            )))
+        }
+        #[cfg(feature = "fake-engine")]
+        "fake" => {
+            status.update(|s| s.state = crate::state::LinkState::NotLinked);
+            let engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
+            let seed = std::env::var("WHATSAPP_MCP_FAKE_SEED").unwrap_or_default();
+            let seeded = match seed.split(':').collect::<Vec<_>>().as_slice() {
+                [""] => Ok(()),
+                ["demo"] => engine.seed_demo().await,
+                ["logged-out"] => {
+                    let reason = "the phone removed this linked device".to_owned();
+                    engine.emit(ingest::EngineEvent::LoggedOut { reason }).await
+                }
+                ["stream-replaced"] => {
+                    let account = fake::FakeEngine::account();
+                    let connected = ingest::EngineEvent::Connected { account };
+                    match engine.emit(connected).await {
+                        Ok(()) => engine.emit(ingest::EngineEvent::StreamReplaced).await,
+                        Err(err) => Err(err),
+                    }
+                }
+                ["history", chats, messages] => {
+                    let chats = chats.parse().map_err(|_| format!("bad seed {seed:?}"))?;
+                    let messages = messages.parse().map_err(|_| format!("bad seed {seed:?}"))?;
+                    engine.play_history(chats, messages).await
+                }
+                _ => return Err(format!("unknown WHATSAPP_MCP_FAKE_SEED {seed:?}")),
+            };
+            seeded.map_err(|err| format!("seeding the fake engine: {err}"))?;
+            Ok(std::sync::Arc::new(engine))
+        }
+        other => Err(format!(
+            "unknown WHATSAPP_MCP_ENGINE {other:?}: this build knows \"none\"{}",
+            if cfg!(feature = "fake-engine") {
+                " and \"fake\""
+            } else {
+                ""
+            }
+        )),
+    }
 }
 
 /// The engine of a process that has no WhatsApp connection: every action explains why.

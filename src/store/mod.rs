@@ -4,8 +4,9 @@
 //! queries. Callers hold an `Arc<dyn Store>` and never learn which engine is underneath.
 
 pub mod model;
-mod search;
 pub mod pg;
+mod postgres;
+mod search;
 pub mod session;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use model::{
     NewMessage, Page, Participant,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store, in terms a caller can act on.
@@ -149,6 +151,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn message(&self, chat: Jid, id: String) -> Result<Message, StoreError>;
 
+    /// Every stored message with this id, in any chat (ids are unique per sender, so more than
+    /// one is rare but possible), newest first, at most a handful.
+    async fn messages_by_id(&self, id: String) -> Result<Vec<Message>, StoreError>;
+
     /// A message with up to `before` older and `after` newer messages of the same chat, both in
     /// chronological order.
     async fn message_context(
@@ -206,9 +212,7 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
             })?;
             Ok(Arc::new(SqliteStore::open(path).await?))
         }
-        Some(BackendKind::Postgres) => Err(StoreError::Other(
-            "PostgreSQL storage is not available in this build yet; use a sqlite:// URL".to_owned(),
-        )),
+        Some(BackendKind::Postgres) => Ok(Arc::new(PostgresStore::open(url).await?)),
         None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
     }
 }

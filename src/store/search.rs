@@ -4,6 +4,22 @@
 //! the full-text index, whose trigram matching needs terms of three characters or more, so
 //! shorter terms become substring filters instead.
 
+/// Lower-cases and strips accents, so "Müller", "MULLER" and "müller" compare equal.
+pub(crate) fn fold(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The folded text a message is found by: its text, caption and file name.
+pub(crate) fn message_search_text(parts: [Option<&str>; 3]) -> String {
+    let joined: Vec<&str> = parts.into_iter().flatten().collect();
+    fold(&joined.join("\n"))
+}
+
 /// Lower-cases and joins the given names into one searchable string.
 pub(crate) fn fold_key<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut key = String::new();
@@ -83,6 +99,14 @@ impl TextQuery {
         (!phrases.is_empty()).then(|| phrases.join(" AND "))
     }
 
+    /// One accent-folded LIKE pattern per term, for backends that match every term by substring.
+    pub(crate) fn folded_like_patterns(&self) -> Vec<String> {
+        self.terms
+            .iter()
+            .filter_map(|t| like_pattern(&fold(t)))
+            .collect()
+    }
+
     /// LIKE patterns for the terms too short for the index.
     pub(crate) fn short_terms_like(&self) -> Vec<String> {
         self.terms
@@ -125,6 +149,19 @@ mod tests {
         assert!(
             q.fts5_match()
                 .is_none_or(|m| m.matches('"').count() % 2 == 0)
+        );
+    }
+
+    #[test]
+    fn folding_removes_case_and_accents() {
+        assert_eq!(
+            fold("Grüße an Frau MÜLLER, Ångström"),
+            "gruße an frau muller, angstrom"
+        );
+        assert_eq!(fold("東京タワー"), "東京タワー");
+        assert_eq!(
+            TextQuery::parse("Müller \"köln\"").folded_like_patterns(),
+            ["%muller%", "%koln%"]
         );
     }
 

@@ -603,6 +603,17 @@ pub(super) fn message(conn: &Connection, chat: &Jid, id: &str) -> rusqlite::Resu
     message_in(conn, &canonical(conn, chat)?, id)
 }
 
+pub(super) fn messages_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Message>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.id = ?1 ORDER BY m.timestamp DESC LIMIT 5"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_map([id], message_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    with_reactions(conn, found)
+}
+
 fn message_in(conn: &Connection, chat: &str, id: &str) -> rusqlite::Result<Message> {
     let sql =
         format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.chat_jid = ?1 AND m.id = ?2");

@@ -5,7 +5,7 @@
 
 mod archive;
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -141,9 +141,26 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
         .map_err(map_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(map_error)?;
-    embedded::migrations::runner()
+    // Two processes opening a new database at once would both see an empty history and both
+    // try to create the tables; an exclusive lock on a side file makes them take turns.
+    let lock_path = PathBuf::from(format!("{}.migrate-lock", path.display()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|err| {
+            StoreError::Unavailable(format!("cannot open {}: {err}", lock_path.display()))
+        })?;
+    lock.lock().map_err(|err| {
+        StoreError::Unavailable(format!("cannot lock {}: {err}", lock_path.display()))
+    })?;
+    let migrated = embedded::migrations::runner()
         .run(&mut conn)
-        .map_err(|err| StoreError::Other(format!("migrating {}: {err}", path.display())))?;
+        .map_err(|err| StoreError::Other(format!("migrating {}: {err}", path.display())));
+    drop(lock);
+    migrated?;
     Ok(conn)
 }
 
@@ -374,6 +391,11 @@ impl Store for SqliteStore {
             .map_err(|err| not_found_as(err, "message", &shown))
     }
 
+    async fn messages_by_id(&self, id: String) -> Result<Vec<Message>, StoreError> {
+        self.read(move |conn| archive::messages_by_id(conn, &id))
+            .await
+    }
+
     async fn message_context(
         &self,
         chat: Jid,
@@ -445,7 +467,7 @@ mod tests {
         let store = SqliteStore::open(path.clone()).await.unwrap();
         let health = store.health().await;
         assert!(health.schema_ok(), "{health:?}");
-        assert_eq!(health.schema_version, Some(1));
+        assert_eq!(health.schema_version, Some(latest_schema_version()));
         let stats = store.stats().await.unwrap();
         assert_eq!(stats.message_count, 0);
         assert!(stats.database_bytes.unwrap() > 0);
@@ -455,6 +477,28 @@ mod tests {
         // Re-opening applies nothing new and keeps the schema.
         let again = SqliteStore::open(path).await.unwrap();
         assert!(again.health().await.schema_ok());
+    }
+
+    #[test]
+    fn concurrent_openers_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wa.db");
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || open_blocking(&path).map(drop))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        let applied: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refinery_schema_history", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(applied, latest_schema_version());
     }
 
     #[tokio::test]

@@ -1,0 +1,263 @@
+//! Applying what WhatsApp tells us to the archive and the link state.
+//!
+//! Every engine (the real one on whatsapp-rust, the fake one in tests) turns its input into
+//! [`EngineEvent`]s and hands them to one [`Ingest`], so history sync, live messages, names,
+//! LID links and connection changes are stored the same way whoever produced them. `apply`
+//! returns only after the store has committed the event: the real engine acknowledges a message
+//! to WhatsApp after that, so a crash never loses an acknowledged message.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::jid::Jid;
+use crate::state::{Account, LinkState, QrCode, StatusHandle};
+use crate::store::model::{ChatUpdate, ContactUpdate, NewMessage};
+use crate::store::{Store, StoreError};
+
+/// One conversation's worth of a history sync chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryConversation {
+    pub chat: ChatUpdate,
+    pub messages: Vec<NewMessage>,
+}
+
+/// Something WhatsApp told the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A QR code to show for linking (they rotate every ~20 s).
+    QrCode {
+        code: String,
+        valid_for_secs: u64,
+    },
+    /// The phone accepted the link; the device identity is stored.
+    Paired {
+        account: Account,
+    },
+    Connecting,
+    Connected {
+        account: Account,
+    },
+    /// The connection dropped; the engine retries.
+    Disconnected {
+        reason: String,
+    },
+    /// The phone unlinked this device (or the session is invalid): link again.
+    LoggedOut {
+        reason: String,
+    },
+    /// Another client connected with this device's identity.
+    StreamReplaced,
+    /// WhatsApp refused this client version (405).
+    ClientOutdated,
+    /// A chunk of history sync.
+    History {
+        conversations: Vec<HistoryConversation>,
+        /// WhatsApp's overall progress, when it says.
+        progress: Option<u8>,
+    },
+    /// History sync has delivered everything it will deliver for now.
+    HistoryComplete,
+    /// New messages (live, or sent by us from another device).
+    Messages(Vec<NewMessage>),
+    Reaction {
+        chat: Jid,
+        message_id: String,
+        sender: Jid,
+        emoji: String,
+        timestamp: i64,
+    },
+    Edit {
+        chat: Jid,
+        message_id: String,
+        text: String,
+        timestamp: i64,
+    },
+    Revoke {
+        chat: Jid,
+        message_id: String,
+        timestamp: i64,
+    },
+    /// Names from the address book, push names or business profiles.
+    Contacts(Vec<ContactUpdate>),
+    /// A LID and a phone number belong to the same person.
+    LidMapping {
+        lid: Jid,
+        phone: Jid,
+    },
+    /// Chat metadata (names, archive/pin/mute, unread counts).
+    Chats(Vec<ChatUpdate>),
+    /// A group's name and members.
+    Group {
+        jid: Jid,
+        name: Option<String>,
+        participants: Vec<(Jid, String)>,
+    },
+}
+
+/// Applies engine events to the store and the published status.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    status: StatusHandle,
+}
+
+/// How long WhatsApp keeps a QR code valid when it does not say.
+pub const DEFAULT_QR_VALIDITY_SECS: u64 = 20;
+
+impl Ingest {
+    pub fn new(store: Arc<dyn Store>, status: StatusHandle) -> Self {
+        Self { store, status }
+    }
+
+    pub fn status(&self) -> &StatusHandle {
+        &self.status
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores the event (if it carries data) and updates the link state. Returns once the data
+    /// is committed; an error means nothing of this event was stored and it may be retried.
+    pub async fn apply(&self, event: EngineEvent) -> Result<(), StoreError> {
+        match event {
+            EngineEvent::QrCode {
+                code,
+                valid_for_secs,
+            } => self.status.update(|s| {
+                s.state = LinkState::AwaitingScan;
+                s.qr = Some(QrCode {
+                    code,
+                    issued_at: Utc::now(),
+                    valid_for_secs,
+                });
+            }),
+            EngineEvent::Paired { account } => self.status.update(|s| {
+                s.state = LinkState::Connecting;
+                s.qr = None;
+                s.account = Some(account);
+                s.last_error = None;
+            }),
+            EngineEvent::Connecting => self.status.update(|s| {
+                if !matches!(s.state, LinkState::AwaitingScan | LinkState::NotLinked) {
+                    s.state = LinkState::Connecting;
+                }
+            }),
+            EngineEvent::Connected { account } => self.status.update(|s| {
+                s.state = LinkState::Connected;
+                s.qr = None;
+                s.account = Some(account);
+                s.last_error = None;
+            }),
+            EngineEvent::Disconnected { reason } => self.status.update(|s| {
+                s.state = LinkState::Disconnected;
+                s.last_error = Some(reason);
+            }),
+            EngineEvent::LoggedOut { reason } => self.status.update(|s| {
+                s.state = LinkState::LoggedOut;
+                s.qr = None;
+                s.account = None;
+                s.sync.active = false;
+                s.last_error = Some(reason);
+            }),
+            EngineEvent::StreamReplaced => self.status.update(|s| {
+                s.state = LinkState::StreamReplaced;
+                s.last_error = Some(
+                    "another client connected with this device's identity; this one stopped so the two do not keep replacing each other".to_owned(),
+                );
+            }),
+            EngineEvent::ClientOutdated => self.status.update(|s| {
+                s.state = LinkState::ClientOutdated;
+                s.last_error = Some(
+                    "WhatsApp rejected this client version (405); install a newer whatsapp-mcp"
+                        .to_owned(),
+                );
+            }),
+            EngineEvent::History {
+                conversations,
+                progress,
+            } => {
+                let chats: Vec<ChatUpdate> =
+                    conversations.iter().map(|c| c.chat.clone()).collect();
+                let messages: Vec<NewMessage> = conversations
+                    .into_iter()
+                    .flat_map(|c| c.messages)
+                    .collect();
+                let count = messages.len() as u64;
+                // Messages first, so their chats exist; chat metadata then names them.
+                self.store.insert_messages(messages).await?;
+                self.store.upsert_chats(chats).await?;
+                self.status.update(|s| {
+                    s.sync.active = true;
+                    s.sync.chunks_received += 1;
+                    s.sync.messages_received += count;
+                    if progress.is_some() {
+                        s.sync.percent = progress;
+                    }
+                    s.sync.last_sync_at = Some(Utc::now());
+                });
+            }
+            EngineEvent::HistoryComplete => self.status.update(|s| {
+                s.sync.active = false;
+                s.sync.percent = Some(100);
+                s.sync.last_sync_at = Some(Utc::now());
+            }),
+            EngineEvent::Messages(messages) => {
+                self.store.insert_messages(messages).await?;
+            }
+            EngineEvent::Reaction {
+                chat,
+                message_id,
+                sender,
+                emoji,
+                timestamp,
+            } => {
+                self.store
+                    .set_reaction(chat, message_id, sender, emoji, timestamp)
+                    .await?;
+            }
+            EngineEvent::Edit {
+                chat,
+                message_id,
+                text,
+                timestamp,
+            } => ignore_missing(
+                self.store
+                    .edit_message(chat, message_id, text, timestamp)
+                    .await,
+            )?,
+            EngineEvent::Revoke {
+                chat,
+                message_id,
+                timestamp,
+            } => ignore_missing(
+                self.store
+                    .delete_message(chat, message_id, timestamp)
+                    .await,
+            )?,
+            EngineEvent::Contacts(contacts) => self.store.upsert_contacts(contacts).await?,
+            EngineEvent::LidMapping { lid, phone } => self.store.link_lid(lid, phone).await?,
+            EngineEvent::Chats(chats) => self.store.upsert_chats(chats).await?,
+            EngineEvent::Group {
+                jid,
+                name,
+                participants,
+            } => {
+                let mut chat = ChatUpdate::new(jid.clone());
+                chat.name = name;
+                self.store.upsert_chats(vec![chat]).await?;
+                self.store.set_participants(jid, participants).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An edit or revoke of a message we never stored (older than the archive) is not an error.
+fn ignore_missing(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,799 @@
+//! The archive's SQL for PostgreSQL: the same operations as the SQLite archive, in one
+//! transaction per write.
+
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::jid::{ChatKind, Jid};
+use crate::store::model::{
+    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, MAX_PAGE_SIZE, Media, Message,
+    MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+};
+use crate::store::search;
+
+type Result<T> = std::result::Result<T, tokio_postgres::Error>;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Maps a LID to the phone-number JID it is linked to, if any; other JIDs pass through.
+pub(super) async fn canonical(db: &impl GenericClient, jid: &Jid) -> Result<String> {
+    if !jid.is_lid() {
+        return Ok(jid.as_str().to_owned());
+    }
+    let row = db
+        .query_opt("SELECT jid FROM contacts WHERE lid = $1", &[&jid.as_str()])
+        .await?;
+    Ok(row.map_or_else(|| jid.as_str().to_owned(), |row| row.get(0)))
+}
+
+async fn refresh_contact_key(db: &impl GenericClient, jid: &str) -> Result<()> {
+    let row = db
+        .query_opt(
+            "SELECT full_name, first_name, push_name, business_name, phone, jid FROM contacts WHERE jid = $1",
+            &[&jid],
+        )
+        .await?;
+    if let Some(row) = row {
+        let names: Vec<Option<String>> = (0..6).map(|i| row.get(i)).collect();
+        let key = search::fold_key(names.iter().flatten().map(String::as_str));
+        db.execute(
+            "UPDATE contacts SET search_key = $2 WHERE jid = $1",
+            &[&jid, &key],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn upsert_contacts(
+    db: &impl GenericClient,
+    contacts: &[ContactUpdate],
+) -> Result<()> {
+    let upsert = db
+        .prepare(
+            "INSERT INTO contacts (jid, lid, phone, full_name, first_name, push_name, business_name, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (jid) DO UPDATE SET
+                 full_name = COALESCE(excluded.full_name, contacts.full_name),
+                 first_name = COALESCE(excluded.first_name, contacts.first_name),
+                 push_name = COALESCE(excluded.push_name, contacts.push_name),
+                 business_name = COALESCE(excluded.business_name, contacts.business_name),
+                 updated_at = excluded.updated_at",
+        )
+        .await?;
+    for contact in contacts {
+        let jid = canonical(db, &contact.jid).await?;
+        let lid = (contact.jid.is_lid() && contact.jid.as_str() == jid).then_some(jid.as_str());
+        let phone = contact.jid.phone();
+        db.execute(
+            &upsert,
+            &[
+                &jid,
+                &lid,
+                &phone,
+                &contact.full_name,
+                &contact.first_name,
+                &contact.push_name,
+                &contact.business_name,
+                &now(),
+            ],
+        )
+        .await?;
+        refresh_contact_key(db, &jid).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn link_lid(db: &impl GenericClient, lid: &Jid, phone: &Jid) -> Result<()> {
+    let (lid, phone_jid) = (lid.as_str(), phone.as_str());
+    let stamp = now();
+    db.execute(
+        "INSERT INTO contacts (jid, phone, updated_at) VALUES ($1, $2, $3) ON CONFLICT (jid) DO NOTHING",
+        &[&phone_jid, &phone.phone(), &stamp],
+    )
+    .await?;
+    // The LID chat folds into the phone-number chat before the messages move over.
+    db.execute(
+        "INSERT INTO chats (jid, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, updated_at)
+         SELECT $2, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, $3
+         FROM chats WHERE jid = $1
+         ON CONFLICT (jid) DO UPDATE SET
+             name = COALESCE(chats.name, excluded.name),
+             last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at),
+             unread_count = chats.unread_count + excluded.unread_count,
+             updated_at = excluded.updated_at",
+        &[&lid, &phone_jid, &stamp],
+    )
+    .await?;
+    // Every remaining step reads "move what is stored under $1 (the LID) to $2 (the number)".
+    let steps = [
+        // Names learnt while the person was only known by LID move to the phone-number row.
+        "UPDATE contacts SET
+             full_name = COALESCE(contacts.full_name, old.full_name),
+             first_name = COALESCE(contacts.first_name, old.first_name),
+             push_name = COALESCE(contacts.push_name, old.push_name),
+             business_name = COALESCE(contacts.business_name, old.business_name)
+         FROM contacts old WHERE old.jid = $1 AND contacts.jid = $2",
+        "UPDATE contacts SET lid = NULL WHERE lid = $1 AND jid <> $2",
+        "UPDATE contacts SET lid = $1 WHERE jid = $2",
+        // A message stored under both addresses is kept once (the phone-number copy).
+        "DELETE FROM messages WHERE chat_jid = $1 AND id IN (SELECT id FROM messages WHERE chat_jid = $2)",
+        "UPDATE messages SET chat_jid = $2 WHERE chat_jid = $1",
+        "UPDATE messages SET sender_jid = $2 WHERE sender_jid = $1",
+        "UPDATE reactions r SET chat_jid = $2 WHERE r.chat_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM reactions o WHERE o.chat_jid = $2 AND o.message_id = r.message_id AND o.sender_jid = r.sender_jid)",
+        "UPDATE reactions r SET sender_jid = $2 WHERE r.sender_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM reactions o WHERE o.chat_jid = r.chat_jid AND o.message_id = r.message_id AND o.sender_jid = $2)",
+        "UPDATE group_participants p SET participant_jid = $2 WHERE p.participant_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM group_participants o WHERE o.group_jid = p.group_jid AND o.participant_jid = $2)",
+    ];
+    for sql in steps {
+        db.execute(sql, &[&lid, &phone_jid]).await?;
+    }
+    // What could not move (the number already had the same row) is dropped with the LID.
+    for sql in [
+        "DELETE FROM contacts WHERE jid = $1",
+        "DELETE FROM reactions WHERE chat_jid = $1 OR sender_jid = $1",
+        "DELETE FROM group_participants WHERE participant_jid = $1",
+        "DELETE FROM chats WHERE jid = $1",
+    ] {
+        db.execute(sql, &[&lid]).await?;
+    }
+    refresh_contact_key(db, phone_jid).await
+}
+
+async fn ensure_chat(
+    db: &impl GenericClient,
+    jid: &str,
+    kind: ChatKind,
+    last: Option<i64>,
+) -> Result<()> {
+    db.execute(
+        "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (jid) DO UPDATE SET
+             last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at)",
+        &[&jid, &kind.as_str(), &last, &search::fold_key([jid]), &now()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_chats(db: &impl GenericClient, chats: &[ChatUpdate]) -> Result<()> {
+    for chat in chats {
+        let jid = canonical(db, &chat.jid).await?;
+        ensure_chat(db, &jid, chat.jid.chat_kind(), None).await?;
+        let unread = chat.unread_count.map(i64::from);
+        let name: Option<String> = db
+            .query_one(
+                "UPDATE chats SET
+                     name = COALESCE($2, name),
+                     last_message_at = GREATEST(last_message_at, $3),
+                     unread_count = COALESCE($4, unread_count),
+                     archived = COALESCE($5, archived),
+                     pinned = COALESCE($6, pinned),
+                     muted_until = CASE WHEN $7::BIGINT IS NULL THEN muted_until WHEN $7 = 0 THEN NULL ELSE $7 END,
+                     updated_at = $8
+                 WHERE jid = $1 RETURNING name",
+                &[
+                    &jid,
+                    &chat.name,
+                    &chat.last_message_at,
+                    &unread,
+                    &chat.archived,
+                    &chat.pinned,
+                    &chat.muted_until,
+                    &now(),
+                ],
+            )
+            .await?
+            .get(0);
+        let key = search::fold_key(name.as_deref().into_iter().chain([jid.as_str()]));
+        db.execute(
+            "UPDATE chats SET search_key = $2 WHERE jid = $1",
+            &[&jid, &key],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_messages(
+    db: &impl GenericClient,
+    messages: &[NewMessage],
+) -> Result<u64> {
+    let mut canonical_of: HashMap<&Jid, String> = HashMap::new();
+    let mut newest: HashMap<String, (ChatKind, i64)> = HashMap::new();
+    for message in messages {
+        for jid in std::iter::once(&message.chat).chain(message.sender.as_ref()) {
+            if !canonical_of.contains_key(jid) {
+                let resolved = canonical(db, jid).await?;
+                canonical_of.insert(jid, resolved);
+            }
+        }
+        let entry = newest
+            .entry(canonical_of[&message.chat].clone())
+            .or_insert((message.chat.chat_kind(), message.timestamp));
+        entry.1 = entry.1.max(message.timestamp);
+    }
+    // Sorted so concurrent writers touch chats in the same order and cannot deadlock.
+    let mut chats: Vec<_> = newest.into_iter().collect();
+    chats.sort_by(|a, b| a.0.cmp(&b.0));
+    for (chat, (kind, last)) in &chats {
+        ensure_chat(db, chat, *kind, Some(*last)).await?;
+    }
+    let insert = db
+        .prepare(
+            "INSERT INTO messages (chat_jid, id, sender_jid, timestamp, from_me, text, caption, quoted_id,
+                 media_type, file_name, mime_type, file_length, media_url, direct_path, media_key,
+                 file_sha256, file_enc_sha256, search_text)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (chat_jid, id) DO NOTHING",
+        )
+        .await?;
+    let fill = db
+        .prepare(
+            "UPDATE messages SET
+                 sender_jid = COALESCE(sender_jid, $3),
+                 text = COALESCE(text, $6),
+                 caption = COALESCE(caption, $7),
+                 quoted_id = COALESCE(quoted_id, $8),
+                 media_type = COALESCE(media_type, $9),
+                 file_name = COALESCE(file_name, $10),
+                 mime_type = COALESCE(mime_type, $11),
+                 file_length = COALESCE(file_length, $12),
+                 media_url = COALESCE(media_url, $13),
+                 direct_path = COALESCE(direct_path, $14),
+                 media_key = COALESCE(media_key, $15),
+                 file_sha256 = COALESCE(file_sha256, $16),
+                 file_enc_sha256 = COALESCE(file_enc_sha256, $17)
+             WHERE chat_jid = $1 AND id = $2 AND deleted_at IS NULL
+               AND $4::BIGINT IS NOT NULL AND $5::BOOLEAN IS NOT NULL AND $18::TEXT IS NOT NULL",
+        )
+        .await?;
+    let refresh_search = db
+        .prepare(
+            "UPDATE messages SET search_text = $3 WHERE chat_jid = $1 AND id = $2 AND search_text <> $3",
+        )
+        .await?;
+    let mut inserted = 0;
+    for message in messages {
+        let chat = &canonical_of[&message.chat];
+        let sender = message.sender.as_ref().map(|s| canonical_of[s].as_str());
+        let media = message.media.as_ref();
+        let search_text = search::message_search_text([
+            message.text.as_deref(),
+            message.caption.as_deref(),
+            media.and_then(|m| m.file_name.as_deref()),
+        ]);
+        let file_length = media.and_then(|m| m.file_length).map(|n| n as i64);
+        let values: [&(dyn ToSql + Sync); 18] = [
+            chat,
+            &message.id,
+            &sender,
+            &message.timestamp,
+            &message.from_me,
+            &message.text,
+            &message.caption,
+            &message.quoted_id,
+            &media.map(|m| m.media_type.as_str()),
+            &media.and_then(|m| m.file_name.as_deref()),
+            &media.and_then(|m| m.mime_type.as_deref()),
+            &file_length,
+            &media.and_then(|m| m.url.as_deref()),
+            &media.and_then(|m| m.direct_path.as_deref()),
+            &media.and_then(|m| m.media_key.as_deref()),
+            &media.and_then(|m| m.file_sha256.as_deref()),
+            &media.and_then(|m| m.file_enc_sha256.as_deref()),
+            &search_text,
+        ];
+        if db.execute(&insert, &values).await? == 1 {
+            inserted += 1;
+        } else if db.execute(&fill, &values).await? == 1 {
+            // The stored row may have gained text or a caption: search what it now says.
+            let row = db
+                .query_one(
+                    "SELECT text, caption, file_name FROM messages WHERE chat_jid = $1 AND id = $2",
+                    &[chat, &message.id],
+                )
+                .await?;
+            let text = search::message_search_text([row.get(0), row.get(1), row.get(2)]);
+            db.execute(&refresh_search, &[chat, &message.id, &text])
+                .await?;
+        }
+    }
+    Ok(inserted)
+}
+
+pub(super) async fn edit_message(
+    db: &impl GenericClient,
+    chat: &Jid,
+    id: &str,
+    text: &str,
+    edited_at: i64,
+) -> Result<u64> {
+    let chat = canonical(db, chat).await?;
+    let row = db
+        .query_opt(
+            "UPDATE messages SET
+                 text = CASE WHEN media_type IS NULL THEN $3 ELSE text END,
+                 caption = CASE WHEN media_type IS NULL THEN caption ELSE $3 END,
+                 edited_at = $4
+             WHERE chat_jid = $1 AND id = $2 AND deleted_at IS NULL
+             RETURNING text, caption, file_name",
+            &[&chat, &id, &text, &edited_at],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(0) };
+    let search_text = search::message_search_text([row.get(0), row.get(1), row.get(2)]);
+    db.execute(
+        "UPDATE messages SET search_text = $3 WHERE chat_jid = $1 AND id = $2",
+        &[&chat, &id, &search_text],
+    )
+    .await?;
+    Ok(1)
+}
+
+pub(super) async fn delete_message(
+    db: &impl GenericClient,
+    chat: &Jid,
+    id: &str,
+    deleted_at: i64,
+) -> Result<u64> {
+    let chat = canonical(db, chat).await?;
+    db.execute(
+        "UPDATE messages SET text = NULL, caption = NULL, search_text = '', deleted_at = $3
+         WHERE chat_jid = $1 AND id = $2",
+        &[&chat, &id, &deleted_at],
+    )
+    .await
+}
+
+pub(super) async fn set_reaction(
+    db: &impl GenericClient,
+    chat: &Jid,
+    message_id: &str,
+    sender: &Jid,
+    emoji: &str,
+    timestamp: i64,
+) -> Result<()> {
+    let chat = canonical(db, chat).await?;
+    let sender = canonical(db, sender).await?;
+    if emoji.is_empty() {
+        db.execute(
+            "DELETE FROM reactions WHERE chat_jid = $1 AND message_id = $2 AND sender_jid = $3",
+            &[&chat, &message_id, &sender],
+        )
+        .await?;
+    } else {
+        db.execute(
+            "INSERT INTO reactions (chat_jid, message_id, sender_jid, emoji, timestamp)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (chat_jid, message_id, sender_jid) DO UPDATE SET
+                 emoji = excluded.emoji, timestamp = excluded.timestamp
+             WHERE excluded.timestamp >= reactions.timestamp",
+            &[&chat, &message_id, &sender, &emoji, &timestamp],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn set_participants(
+    db: &impl GenericClient,
+    group: &Jid,
+    participants: &[(Jid, String)],
+) -> Result<()> {
+    let group = canonical(db, group).await?;
+    ensure_chat(db, &group, ChatKind::Group, None).await?;
+    db.execute(
+        "DELETE FROM group_participants WHERE group_jid = $1",
+        &[&group],
+    )
+    .await?;
+    for (jid, role) in participants {
+        let member = canonical(db, jid).await?;
+        db.execute(
+            "INSERT INTO group_participants (group_jid, participant_jid, role) VALUES ($1, $2, $3)
+             ON CONFLICT (group_jid, participant_jid) DO UPDATE SET role = excluded.role",
+            &[&group, &member, role],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn set_sync_state(db: &impl GenericClient, key: &str, value: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO sync_state (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn sync_state(db: &impl GenericClient, key: &str) -> Result<Option<String>> {
+    Ok(db
+        .query_opt("SELECT value FROM sync_state WHERE key = $1", &[&key])
+        .await?
+        .map(|row| row.get(0)))
+}
+
+// --- reads -------------------------------------------------------------------------------------
+
+const CONTACT_NAME_SC: &str =
+    "COALESCE(sc.full_name, sc.first_name, sc.business_name, sc.push_name)";
+
+const MESSAGE_SELECT: &str = "SELECT m.chat_jid, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name),
+     m.id, m.sender_jid, COALESCE(sc.full_name, sc.first_name, sc.business_name, sc.push_name),
+     m.timestamp, m.from_me, m.text, m.caption, m.quoted_id, m.media_type, m.file_name, m.mime_type,
+     m.file_length, m.media_url, m.direct_path, m.media_key, m.file_sha256, m.file_enc_sha256,
+     m.edited_at, m.deleted_at
+     FROM messages m
+     JOIN chats c ON c.jid = m.chat_jid
+     LEFT JOIN contacts cc ON cc.jid = m.chat_jid
+     LEFT JOIN contacts sc ON sc.jid = m.sender_jid";
+
+fn message_row(row: &Row) -> Message {
+    let media = row.get::<_, Option<String>>(10).map(|media_type| Media {
+        media_type,
+        file_name: row.get(11),
+        mime_type: row.get(12),
+        file_length: row.get::<_, Option<i64>>(13).map(|n| n.max(0) as u64),
+        url: row.get(14),
+        direct_path: row.get(15),
+        media_key: row.get(16),
+        file_sha256: row.get(17),
+        file_enc_sha256: row.get(18),
+    });
+    Message {
+        chat_jid: row.get(0),
+        chat_name: row.get(1),
+        id: row.get(2),
+        sender_jid: row.get(3),
+        sender_name: row.get(4),
+        timestamp: row.get(5),
+        from_me: row.get(6),
+        text: row.get(7),
+        caption: row.get(8),
+        quoted_id: row.get(9),
+        media,
+        edited_at: row.get(19),
+        deleted_at: row.get(20),
+        reactions: Vec::new(),
+    }
+}
+
+async fn with_reactions(
+    db: &impl GenericClient,
+    mut messages: Vec<Message>,
+) -> Result<Vec<Message>> {
+    if messages.is_empty() {
+        return Ok(messages);
+    }
+    let sql = format!(
+        "SELECT r.sender_jid, {CONTACT_NAME_SC}, r.emoji, r.timestamp
+         FROM reactions r LEFT JOIN contacts sc ON sc.jid = r.sender_jid
+         WHERE r.chat_jid = $1 AND r.message_id = $2 ORDER BY r.timestamp"
+    );
+    let stmt = db.prepare(&sql).await?;
+    for message in &mut messages {
+        message.reactions = db
+            .query(&stmt, &[&message.chat_jid, &message.id])
+            .await?
+            .iter()
+            .map(|row| Reaction {
+                sender_jid: row.get(0),
+                sender_name: row.get(1),
+                emoji: row.get(2),
+                timestamp: row.get(3),
+            })
+            .collect();
+    }
+    Ok(messages)
+}
+
+const CHAT_SELECT: &str = "SELECT c.jid, c.kind, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name),
+     c.last_message_at, c.unread_count, c.archived, c.pinned, c.muted_until
+     FROM chats c LEFT JOIN contacts cc ON cc.jid = c.jid";
+
+fn chat_row(row: &Row) -> Chat {
+    let kind: String = row.get(1);
+    Chat {
+        jid: row.get(0),
+        kind: ChatKind::from_name(&kind).unwrap_or(ChatKind::Direct),
+        name: row.get(2),
+        last_message_at: row.get(3),
+        unread_count: row.get::<_, i64>(4).clamp(0, i64::from(u32::MAX)) as u32,
+        archived: row.get(5),
+        pinned: row.get(6),
+        muted_until: row.get(7),
+        last_message: None,
+    }
+}
+
+async fn latest_message(db: &impl GenericClient, chat: &str) -> Result<Option<Message>> {
+    let sql = format!(
+        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 ORDER BY m.timestamp DESC, m.pk DESC LIMIT 1"
+    );
+    Ok(db
+        .query_opt(&sql, &[&chat])
+        .await?
+        .as_ref()
+        .map(message_row))
+}
+
+pub(super) async fn list_chats(db: &impl GenericClient, query: &ChatQuery) -> Result<Vec<Chat>> {
+    let name = "COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name)";
+    let order = match query.sort {
+        ChatSort::LastActive => "c.last_message_at DESC NULLS LAST, c.jid".to_owned(),
+        ChatSort::Name => format!("lower({name}) NULLS LAST, c.jid"),
+    };
+    let sql = format!(
+        "{CHAT_SELECT}
+         WHERE ($1::TEXT IS NULL OR c.kind = $1)
+           AND ($2::TEXT IS NULL OR c.search_key LIKE $2 OR cc.search_key LIKE $2)
+         ORDER BY {order} LIMIT $3 OFFSET $4"
+    );
+    let pattern = query.query.as_deref().and_then(search::like_pattern);
+    let kind = query.kind.map(ChatKind::as_str);
+    let rows = db
+        .query(
+            &sql,
+            &[&kind, &pattern, &query.page.limit(), &query.page.offset()],
+        )
+        .await?;
+    let mut chats: Vec<Chat> = rows.iter().map(chat_row).collect();
+    if query.include_last_message {
+        for chat in &mut chats {
+            chat.last_message = latest_message(db, &chat.jid).await?;
+        }
+    }
+    Ok(chats)
+}
+
+pub(super) async fn chat(db: &impl GenericClient, jid: &Jid) -> Result<Option<Chat>> {
+    let jid = canonical(db, jid).await?;
+    let Some(row) = db
+        .query_opt(&format!("{CHAT_SELECT} WHERE c.jid = $1"), &[&jid])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut chat = chat_row(&row);
+    chat.last_message = latest_message(db, &jid).await?;
+    Ok(Some(chat))
+}
+
+pub(super) async fn list_messages(
+    db: &impl GenericClient,
+    query: &MessageQuery,
+) -> Result<Vec<Message>> {
+    let chat = match &query.chat {
+        Some(jid) => Some(canonical(db, jid).await?),
+        None => None,
+    };
+    let sender = match &query.sender {
+        Some(jid) => Some(canonical(db, jid).await?),
+        None => None,
+    };
+    let patterns = query
+        .text
+        .as_deref()
+        .map(|t| search::TextQuery::parse(t).folded_like_patterns())
+        .unwrap_or_default();
+    let mut sql = format!(
+        "{MESSAGE_SELECT}
+         WHERE ($1::TEXT IS NULL OR m.chat_jid = $1)
+           AND ($2::TEXT IS NULL OR m.sender_jid = $2)
+           AND ($3::BIGINT IS NULL OR m.timestamp > $3)
+           AND ($4::BIGINT IS NULL OR m.timestamp < $4)"
+    );
+    let limit = query.page.limit();
+    let offset = query.page.offset();
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&chat, &sender, &query.after, &query.before, &limit, &offset];
+    for pattern in &patterns {
+        params.push(pattern);
+        sql.push_str(&format!(" AND m.search_text LIKE ${}", params.len()));
+    }
+    sql.push_str(" ORDER BY m.timestamp DESC, m.pk DESC LIMIT $5 OFFSET $6");
+    let rows = db.query(&sql, &params).await?;
+    with_reactions(db, rows.iter().map(message_row).collect()).await
+}
+
+pub(super) async fn messages_by_id(db: &impl GenericClient, id: &str) -> Result<Vec<Message>> {
+    let sql = format!("{MESSAGE_SELECT} WHERE m.id = $1 ORDER BY m.timestamp DESC LIMIT 5");
+    let found = db
+        .query(&sql, &[&id])
+        .await?
+        .iter()
+        .map(message_row)
+        .collect();
+    with_reactions(db, found).await
+}
+
+async fn message_in(db: &impl GenericClient, chat: &str, id: &str) -> Result<Option<Message>> {
+    let sql = format!("{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND m.id = $2");
+    let Some(row) = db.query_opt(&sql, &[&chat, &id]).await? else {
+        return Ok(None);
+    };
+    Ok(with_reactions(db, vec![message_row(&row)]).await?.pop())
+}
+
+pub(super) async fn message(
+    db: &impl GenericClient,
+    chat: &Jid,
+    id: &str,
+) -> Result<Option<Message>> {
+    let chat = canonical(db, chat).await?;
+    message_in(db, &chat, id).await
+}
+
+pub(super) async fn message_context(
+    db: &impl GenericClient,
+    chat: &Jid,
+    id: &str,
+    before: u32,
+    after: u32,
+) -> Result<Option<MessageContext>> {
+    let chat = canonical(db, chat).await?;
+    let Some(anchor) = db
+        .query_opt(
+            "SELECT pk, timestamp FROM messages WHERE chat_jid = $1 AND id = $2",
+            &[&chat, &id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (pk, timestamp): (i64, i64) = (anchor.get(0), anchor.get(1));
+    let Some(message) = message_in(db, &chat, id).await? else {
+        return Ok(None);
+    };
+    let before = i64::from(before.min(MAX_PAGE_SIZE));
+    let after = i64::from(after.min(MAX_PAGE_SIZE));
+    let older_sql = format!(
+        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND (m.timestamp, m.pk) < ($2, $3)
+         ORDER BY m.timestamp DESC, m.pk DESC LIMIT $4"
+    );
+    let newer_sql = format!(
+        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND (m.timestamp, m.pk) > ($2, $3)
+         ORDER BY m.timestamp ASC, m.pk ASC LIMIT $4"
+    );
+    let mut older: Vec<Message> = db
+        .query(&older_sql, &[&chat, &timestamp, &pk, &before])
+        .await?
+        .iter()
+        .map(message_row)
+        .collect();
+    older.reverse();
+    let newer: Vec<Message> = db
+        .query(&newer_sql, &[&chat, &timestamp, &pk, &after])
+        .await?
+        .iter()
+        .map(message_row)
+        .collect();
+    Ok(Some(MessageContext {
+        message,
+        before: with_reactions(db, older).await?,
+        after: with_reactions(db, newer).await?,
+    }))
+}
+
+const CONTACT_SELECT: &str =
+    "SELECT jid, lid, phone, full_name, first_name, push_name, business_name FROM contacts";
+
+fn contact_row(row: &Row) -> Contact {
+    Contact {
+        jid: row.get(0),
+        lid: row.get(1),
+        phone: row.get(2),
+        full_name: row.get(3),
+        first_name: row.get(4),
+        push_name: row.get(5),
+        business_name: row.get(6),
+    }
+}
+
+pub(super) async fn search_contacts(
+    db: &impl GenericClient,
+    query: &str,
+    page: Page,
+) -> Result<Vec<Contact>> {
+    let Some(pattern) = search::like_pattern(query) else {
+        return Ok(Vec::new());
+    };
+    let digits: String = query.chars().filter(char::is_ascii_digit).collect();
+    let digit_pattern = (digits.len() >= 3).then(|| format!("%{digits}%"));
+    let sql = format!(
+        "{CONTACT_SELECT}
+         WHERE search_key LIKE $1 OR ($2::TEXT IS NOT NULL AND phone LIKE $2)
+         ORDER BY lower(COALESCE(full_name, first_name, business_name, push_name, phone)) NULLS LAST, jid
+         LIMIT $3 OFFSET $4"
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[&pattern, &digit_pattern, &page.limit(), &page.offset()],
+        )
+        .await?;
+    Ok(rows.iter().map(contact_row).collect())
+}
+
+pub(super) async fn contact(db: &impl GenericClient, jid: &Jid) -> Result<Option<Contact>> {
+    let jid = canonical(db, jid).await?;
+    Ok(db
+        .query_opt(&format!("{CONTACT_SELECT} WHERE jid = $1"), &[&jid])
+        .await?
+        .as_ref()
+        .map(contact_row))
+}
+
+pub(super) async fn contact_chats(
+    db: &impl GenericClient,
+    jid: &Jid,
+    page: Page,
+) -> Result<Vec<Chat>> {
+    let jid = canonical(db, jid).await?;
+    let sql = format!(
+        "{CHAT_SELECT}
+         WHERE c.jid = $1
+            OR c.jid IN (SELECT DISTINCT chat_jid FROM messages WHERE sender_jid = $1)
+            OR c.jid IN (SELECT group_jid FROM group_participants WHERE participant_jid = $1)
+         ORDER BY c.last_message_at DESC NULLS LAST, c.jid
+         LIMIT $2 OFFSET $3"
+    );
+    let rows = db
+        .query(&sql, &[&jid, &page.limit(), &page.offset()])
+        .await?;
+    let mut chats: Vec<Chat> = rows.iter().map(chat_row).collect();
+    for chat in &mut chats {
+        chat.last_message = latest_message(db, &chat.jid).await?;
+    }
+    Ok(chats)
+}
+
+pub(super) async fn last_interaction(
+    db: &impl GenericClient,
+    jid: &Jid,
+) -> Result<Option<Message>> {
+    let jid = canonical(db, jid).await?;
+    let sql = format!(
+        "{MESSAGE_SELECT}
+         WHERE m.pk = (SELECT pk FROM (
+             (SELECT pk, timestamp FROM messages WHERE chat_jid = $1 ORDER BY timestamp DESC LIMIT 1)
+             UNION ALL
+             (SELECT pk, timestamp FROM messages WHERE sender_jid = $1 ORDER BY timestamp DESC LIMIT 1)
+         ) latest ORDER BY timestamp DESC LIMIT 1)"
+    );
+    let Some(row) = db.query_opt(&sql, &[&jid]).await? else {
+        return Ok(None);
+    };
+    Ok(with_reactions(db, vec![message_row(&row)]).await?.pop())
+}
+
+pub(super) async fn participants(db: &impl GenericClient, group: &Jid) -> Result<Vec<Participant>> {
+    let group = canonical(db, group).await?;
+    let sql = format!(
+        "SELECT p.participant_jid, {CONTACT_NAME_SC}, sc.phone, p.role
+         FROM group_participants p LEFT JOIN contacts sc ON sc.jid = p.participant_jid
+         WHERE p.group_jid = $1
+         ORDER BY CASE p.role WHEN 'superadmin' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, p.participant_jid"
+    );
+    Ok(db
+        .query(&sql, &[&group])
+        .await?
+        .iter()
+        .map(|row| Participant {
+            jid: row.get(0),
+            name: row.get(1),
+            phone: row.get(2),
+            role: row.get(3),
+        })
+        .collect())
+}

@@ -1,0 +1,342 @@
+//! The PostgreSQL backend of the archive: the same contract as SQLite, on a pooled server.
+//!
+//! Every write runs in one transaction; connection failures surface as
+//! [`StoreError::Unavailable`] and the pool replaces dead connections on the next call, so the
+//! service recovers by itself when the server comes back.
+
+mod archive;
+
+use deadpool_postgres::Pool;
+
+use super::model::{
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
+    NewMessage, Page, Participant,
+};
+use super::pg;
+use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
+use crate::config::{BackendKind, DatabaseUrl};
+use crate::jid::Jid;
+
+mod embedded {
+    refinery::embed_migrations!("src/store/postgres_migrations");
+}
+
+/// The table refinery records the archive's applied migrations in (the session store keeps its
+/// own, so the two schemas can share a database).
+const HISTORY_TABLE: &str = "archive_schema_history";
+
+/// Tables the current schema version must contain.
+const REQUIRED_TABLES: &[&str] = &[
+    "chats",
+    "contacts",
+    "group_participants",
+    "messages",
+    "reactions",
+    "sync_state",
+];
+
+/// An open PostgreSQL archive.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    location: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn runner() -> refinery::Runner {
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name(HISTORY_TABLE);
+    runner
+}
+
+impl PostgresStore {
+    /// Connects, then applies pending migrations under an advisory lock.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let pool = pg::connect(url).await?;
+        pg::migrate(&pool, &runner(), pg::advisory_key("whatsapp-mcp archive")).await?;
+        Ok(Self {
+            pool,
+            location: url.redacted(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|err| pg::pool_error(&err))
+    }
+}
+
+/// Runs a write in one transaction on a pooled connection; evaluates to a `Result`.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        async {
+            let mut client = $store.client().await?;
+            let transaction = client
+                .transaction()
+                .await
+                .map_err(|err| pg::query_error(&err))?;
+            let value = {
+                let $tx: &tokio_postgres::Transaction<'_> = &transaction;
+                $body.await.map_err(|err| pg::query_error(&err))?
+            };
+            transaction
+                .commit()
+                .await
+                .map_err(|err| pg::query_error(&err))?;
+            Ok::<_, StoreError>(value)
+        }
+        .await
+    }};
+}
+
+/// Runs a read on a pooled connection; evaluates to a `Result`.
+macro_rules! read {
+    ($store:expr, |$client:ident| $body:expr) => {{
+        async {
+            let $client = $store.client().await?;
+            $body.await.map_err(|err| pg::query_error(&err))
+        }
+        .await
+    }};
+}
+
+fn not_found(what: &str, shown: impl std::fmt::Display) -> StoreError {
+    StoreError::NotFound(format!("no {what} {shown} in the archive"))
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+
+    async fn health(&self) -> BackendHealth {
+        let expected = runner()
+            .get_migrations()
+            .iter()
+            .map(|m| i64::from(m.version()))
+            .max()
+            .unwrap_or(0);
+        let mut health = BackendHealth {
+            backend: BackendKind::Postgres,
+            location: self.location.clone(),
+            connected: false,
+            schema_version: None,
+            expected_schema_version: expected,
+            missing_tables: Vec::new(),
+            error: None,
+        };
+        let checked = async {
+            let client = self.client().await?;
+            let version: Option<i32> = client
+                .query_one(&format!("SELECT MAX(version) FROM {HISTORY_TABLE}"), &[])
+                .await
+                .map_err(|err| pg::query_error(&err))?
+                .get(0);
+            let present: Vec<String> = client
+                .query(
+                    "SELECT table_name::TEXT FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_name = ANY($1)",
+                    &[&REQUIRED_TABLES],
+                )
+                .await
+                .map_err(|err| pg::query_error(&err))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            Ok::<_, StoreError>((version, present))
+        }
+        .await;
+        match checked {
+            Ok((version, present)) => {
+                health.connected = true;
+                health.schema_version = version.map(i64::from);
+                health.missing_tables = REQUIRED_TABLES
+                    .iter()
+                    .filter(|t| !present.iter().any(|p| p == *t))
+                    .map(|t| (*t).to_owned())
+                    .collect();
+            }
+            Err(err) => health.error = Some(err.to_string()),
+        }
+        health
+    }
+
+    async fn stats(&self) -> Result<ArchiveStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM chats),
+                        (SELECT COUNT(*) FROM contacts), (SELECT MAX(timestamp) FROM messages),
+                        pg_database_size(current_database())",
+                &[],
+            )
+            .await
+            .map_err(|err| pg::query_error(&err))?;
+        let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+        Ok(ArchiveStats {
+            message_count: count(0),
+            chat_count: count(1),
+            contact_count: count(2),
+            last_message_at: row
+                .get::<_, Option<i64>>(3)
+                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+            database_bytes: u64::try_from(row.get::<_, i64>(4)).ok(),
+        })
+    }
+
+    async fn upsert_contacts(&self, contacts: Vec<ContactUpdate>) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::upsert_contacts(tx, &contacts))
+    }
+
+    async fn link_lid(&self, lid: Jid, phone: Jid) -> Result<(), StoreError> {
+        check_lid_pair(&lid, &phone)?;
+        write_tx!(self, |tx| archive::link_lid(tx, &lid, &phone))
+    }
+
+    async fn upsert_chats(&self, chats: Vec<ChatUpdate>) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::upsert_chats(tx, &chats))
+    }
+
+    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        write_tx!(self, |tx| archive::insert_messages(tx, &messages))
+    }
+
+    async fn edit_message(
+        &self,
+        chat: Jid,
+        id: String,
+        text: String,
+        edited_at: i64,
+    ) -> Result<(), StoreError> {
+        let changed = write_tx!(self, |tx| archive::edit_message(
+            tx, &chat, &id, &text, edited_at
+        ))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("no such message".to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn delete_message(
+        &self,
+        chat: Jid,
+        id: String,
+        deleted_at: i64,
+    ) -> Result<(), StoreError> {
+        let changed = write_tx!(self, |tx| archive::delete_message(
+            tx, &chat, &id, deleted_at
+        ))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("no such message".to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn set_reaction(
+        &self,
+        chat: Jid,
+        message_id: String,
+        sender: Jid,
+        emoji: String,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::set_reaction(
+            tx,
+            &chat,
+            &message_id,
+            &sender,
+            &emoji,
+            timestamp
+        ))
+    }
+
+    async fn set_participants(
+        &self,
+        group: Jid,
+        participants: Vec<(Jid, String)>,
+    ) -> Result<(), StoreError> {
+        for (_, role) in &participants {
+            check_role(role)?;
+        }
+        write_tx!(self, |tx| archive::set_participants(
+            tx,
+            &group,
+            &participants
+        ))
+    }
+
+    async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::set_sync_state(tx, &key, &value))
+    }
+
+    async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError> {
+        read!(self, |client| archive::sync_state(&**client, &key))
+    }
+
+    async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError> {
+        read!(self, |client| archive::list_chats(&**client, &query))
+    }
+
+    async fn chat(&self, jid: Jid) -> Result<Chat, StoreError> {
+        read!(self, |client| archive::chat(&**client, &jid))?.ok_or_else(|| not_found("chat", &jid))
+    }
+
+    async fn list_messages(&self, query: MessageQuery) -> Result<Vec<Message>, StoreError> {
+        read!(self, |client| archive::list_messages(&**client, &query))
+    }
+
+    async fn message(&self, chat: Jid, id: String) -> Result<Message, StoreError> {
+        read!(self, |client| archive::message(&**client, &chat, &id))?
+            .ok_or_else(|| not_found("message", format!("{id} in {chat}")))
+    }
+
+    async fn messages_by_id(&self, id: String) -> Result<Vec<Message>, StoreError> {
+        read!(self, |client| archive::messages_by_id(&**client, &id))
+    }
+
+    async fn message_context(
+        &self,
+        chat: Jid,
+        id: String,
+        before: u32,
+        after: u32,
+    ) -> Result<MessageContext, StoreError> {
+        read!(self, |client| archive::message_context(
+            &**client, &chat, &id, before, after
+        ))?
+        .ok_or_else(|| not_found("message", format!("{id} in {chat}")))
+    }
+
+    async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError> {
+        read!(self, |client| archive::search_contacts(
+            &**client, &query, page
+        ))
+    }
+
+    async fn contact(&self, jid: Jid) -> Result<Contact, StoreError> {
+        read!(self, |client| archive::contact(&**client, &jid))?
+            .ok_or_else(|| not_found("contact", &jid))
+    }
+
+    async fn contact_chats(&self, jid: Jid, page: Page) -> Result<Vec<Chat>, StoreError> {
+        read!(self, |client| archive::contact_chats(&**client, &jid, page))
+    }
+
+    async fn last_interaction(&self, jid: Jid) -> Result<Option<Message>, StoreError> {
+        read!(self, |client| archive::last_interaction(&**client, &jid))
+    }
+
+    async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
+        read!(self, |client| archive::participants(&**client, &group))
+    }
+}
