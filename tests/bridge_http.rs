@@ -248,6 +248,11 @@ async fn session_backend_reports_kind_and_schema_without_secrets() {
     assert_eq!(body["schema_ok"], true);
     assert_eq!(body["missing_tables"], serde_json::json!([]));
     assert!(body["location"].as_str().unwrap().starts_with("sqlite:///"));
+    // The session store shares the file; no engine has created its tables in this test.
+    assert_eq!(body["session"]["backend"], "sqlite");
+    assert_eq!(body["session"]["connected"], true);
+    assert_eq!(body["session"]["initialized"], false);
+    assert_eq!(body["session"]["missing_tables"][0], "device");
 }
 
 #[tokio::test]

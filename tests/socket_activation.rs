@@ -22,10 +22,14 @@ fn activate(
     if !fdnames.is_empty() {
         cmd.arg(format!("--fdname={fdnames}"));
     }
-    // systemd-socket-activate drops the notify variables from the inherited environment, so
-    // they are handed over with -E, as systemd itself would set them for a service.
+    // systemd-socket-activate passes only a few variables of its own environment on (PATH,
+    // HOME, ...), so the notify socket and the test's isolation are handed over with -E, as
+    // systemd itself sets a service's environment.
     cmd.arg("-E")
         .arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
+    for (key, value) in common::isolated_env(data_dir) {
+        cmd.arg("-E").arg(format!("{key}={value}"));
+    }
     if watchdog_usec > 0 {
         cmd.arg("-E").arg(format!("WATCHDOG_USEC={watchdog_usec}"));
     }
@@ -36,7 +40,6 @@ fn activate(
             "export WATCHDOG_PID=$$; exec {} serve",
             common::binary()
         ))
-        .envs(common::isolated_env(data_dir))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -68,6 +71,10 @@ fn named_sockets_readiness_status_watchdog_and_clean_stop() {
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["bridge_status"]["running"], true);
     assert_eq!(report["backend"], "sqlite");
+    assert!(
+        data.path().join("whatsapp.db").exists(),
+        "the service must use the test's data directory, not the machine's"
+    );
 
     let seen = notify.collect_until(Duration::from_secs(10), |line| line == "READY=1");
     assert!(
@@ -136,9 +143,13 @@ fn a_single_passed_socket_is_refused_clearly() {
         .arg(format!("127.0.0.1:{port}"))
         .arg("-E")
         .arg(format!("NOTIFY_SOCKET={}", notify.path.display()))
+        .args(
+            common::isolated_env(data.path())
+                .into_iter()
+                .flat_map(|(key, value)| ["-E".to_owned(), format!("{key}={value}")]),
+        )
         .arg(common::binary())
         .arg("serve")
-        .envs(common::isolated_env(data.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

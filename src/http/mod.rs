@@ -91,11 +91,14 @@ struct SessionBackend {
     expected_schema_version: i64,
     missing_tables: Vec<String>,
     error: Option<String>,
+    /// The WhatsApp session store (device keys), which may live in another database.
+    session: crate::store::session::SessionHealth,
 }
 
 async fn session_backend(State(ctx): State<AppContext>) -> Response {
     let health = ctx.store.health().await;
-    let status = if health.schema_ok() {
+    let session = crate::store::session::health(&ctx.config.session_database_url).await;
+    let status = if health.schema_ok() && session.connected {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -110,6 +113,7 @@ async fn session_backend(State(ctx): State<AppContext>) -> Response {
         expected_schema_version: health.expected_schema_version,
         missing_tables: health.missing_tables,
         error: health.error,
+        session,
     };
     no_store((status, axum::Json(body)).into_response())
 }

@@ -8,7 +8,7 @@ pub mod pg;
 mod postgres;
 mod search;
 pub mod session;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::sync::Arc;
 

@@ -42,13 +42,112 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Backend>, StoreError> {
     }
 }
 
+/// Tables whose presence shows the session store was created, per backend.
+const SQLITE_CORE_TABLES: &[&str] = &["device", "identities", "sessions", "prekeys", "sender_keys"];
+const POSTGRES_CORE_TABLES: &[&str] = &[
+    "wa_device",
+    "wa_identities",
+    "wa_sessions",
+    "wa_prekeys",
+    "wa_sender_keys",
+];
+
+/// Whether the session database answers and holds the session tables.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SessionHealth {
+    pub backend: BackendKind,
+    /// The URL with any password hidden.
+    pub location: String,
+    pub connected: bool,
+    /// True once the session tables exist (the engine creates them when it first opens).
+    pub initialized: bool,
+    pub missing_tables: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Checks the session database without creating or changing anything.
+pub async fn health(url: &DatabaseUrl) -> SessionHealth {
+    let mut health = SessionHealth {
+        backend: url.kind().unwrap_or(BackendKind::Sqlite),
+        location: url.redacted(),
+        connected: false,
+        initialized: false,
+        missing_tables: Vec::new(),
+        error: None,
+    };
+    let (wanted, present) = match url.kind() {
+        Some(BackendKind::Sqlite) => (SQLITE_CORE_TABLES, sqlite_tables(url).await),
+        Some(BackendKind::Postgres) => (POSTGRES_CORE_TABLES, postgres_tables(url).await),
+        None => (
+            &[][..],
+            Err(StoreError::Other(format!("unsupported database URL {url}"))),
+        ),
+    };
+    match present {
+        Ok(present) => {
+            health.connected = true;
+            health.missing_tables = wanted
+                .iter()
+                .filter(|t| !present.iter().any(|p| p == *t))
+                .map(|t| (*t).to_owned())
+                .collect();
+            health.initialized = health.missing_tables.is_empty();
+        }
+        Err(err) => health.error = Some(err.to_string()),
+    }
+    health
+}
+
+async fn sqlite_tables(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
+    let path = url
+        .sqlite_path()
+        .ok_or_else(|| StoreError::Other(format!("{url} names no file")))?;
+    tokio::task::spawn_blocking(move || {
+        if !path.exists() {
+            return Err(StoreError::Unavailable(format!(
+                "{} does not exist yet",
+                path.display()
+            )));
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .map_err(|err| StoreError::Other(err.to_string()))?;
+        stmt.query_map([], |row| row.get::<_, String>(0))
+            .and_then(Iterator::collect)
+            .map_err(|err| StoreError::Other(err.to_string()))
+    })
+    .await
+    .map_err(|err| StoreError::Other(format!("check task failed: {err}")))?
+}
+
+async fn postgres_tables(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
+    let pool = crate::store::pg::connect(url).await?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|err| crate::store::pg::pool_error(&err))?;
+    let rows = client
+        .query(
+            "SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .await
+        .map_err(|err| crate::store::pg::query_error(&err))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// whatsapp-rust's SQLite backend on `path`, with the file made private first: it holds the
 /// keys that let anyone act as this linked device.
 async fn open_sqlite(path: &Path) -> Result<whatsapp_rust_sqlite_storage::SqliteStore, StoreError> {
     let owned = path.to_owned();
     let lock = tokio::task::spawn_blocking(move || {
         prepare_private_file(&owned)?;
-        lock_directory(&owned)
+        crate::store::sqlite::lock_directory(&owned)
     })
     .await
     .map_err(|err| StoreError::Other(format!("open task failed: {err}")))??;
@@ -66,23 +165,6 @@ async fn open_sqlite(path: &Path) -> Result<whatsapp_rust_sqlite_storage::Sqlite
         .map_err(|err| from_wacore(&err, &path.display().to_string()));
     drop(lock);
     opened
-}
-
-/// Takes an exclusive lock on the database's directory for the length of the open. The
-/// library's migrations check what is applied and then apply the rest, so two openers at once
-/// (in this process or another) both try to create the first tables and one fails. The lock is
-/// on the directory rather than the file: closing another descriptor of the database file would
-/// drop SQLite's own POSIX locks on it, and a lock file of its own would be one more file left
-/// behind.
-fn lock_directory(path: &Path) -> Result<std::fs::File, StoreError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let handle = std::fs::File::open(dir)
-        .and_then(|handle| handle.lock().map(|()| handle))
-        .map_err(|err| StoreError::Unavailable(format!("cannot lock {}: {err}", dir.display())))?;
-    Ok(handle)
 }
 
 /// Creates the parent directory (0700) and the file (0600) if missing, and tightens the mode

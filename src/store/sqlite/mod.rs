@@ -5,7 +5,7 @@
 
 mod archive;
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -142,26 +142,30 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(map_error)?;
     // Two processes opening a new database at once would both see an empty history and both
-    // try to create the tables; an exclusive lock on a side file makes them take turns.
-    let lock_path = PathBuf::from(format!("{}.migrate-lock", path.display()));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|err| {
-            StoreError::Unavailable(format!("cannot open {}: {err}", lock_path.display()))
-        })?;
-    lock.lock().map_err(|err| {
-        StoreError::Unavailable(format!("cannot lock {}: {err}", lock_path.display()))
-    })?;
+    // try to create the tables: they take turns.
+    let lock = lock_directory(path)?;
     let migrated = embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|err| StoreError::Other(format!("migrating {}: {err}", path.display())));
     drop(lock);
     migrated?;
     Ok(conn)
+}
+
+/// Takes an exclusive lock on the database's directory until the returned handle is dropped.
+///
+/// Migrations check what is applied and then apply the rest, so two openers at once (in this
+/// process or another) would both try to create the first tables. The lock is on the directory
+/// rather than the file: closing another descriptor of the database file would drop SQLite's own
+/// POSIX locks on it, and a lock file of its own would be one more file left behind.
+pub(crate) fn lock_directory(path: &Path) -> Result<std::fs::File, StoreError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|handle| handle.lock().map(|()| handle))
+        .map_err(|err| StoreError::Unavailable(format!("cannot lock {}: {err}", dir.display())))
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
