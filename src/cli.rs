@@ -235,16 +235,25 @@ async fn serve_async(config: Config) -> ExitCode {
         }
     };
     let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
-    let engine =
-        match engine::start(Arc::clone(&store), status.clone(), config.media_dir.clone()).await {
-            Ok(engine) => engine,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot start the WhatsApp engine");
-                return ExitCode::FAILURE;
-            }
-        };
-    let ctx = AppContext::new(config, status, store, engine);
-    match server::run(ctx, listeners, notifier, server::shutdown_signal()).await {
+    let engine = match engine::start_with_session(
+        Arc::clone(&store),
+        status.clone(),
+        config.media_dir.clone(),
+        Some(&config.session_database_url),
+    )
+    .await
+    {
+        Ok(engine) => engine,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the WhatsApp engine");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
+    let served = server::run(ctx, listeners, notifier, server::shutdown_signal()).await;
+    // The WhatsApp connection flushes its session state before the process exits.
+    engine.shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "service failed");

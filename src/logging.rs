@@ -1,8 +1,14 @@
 //! Log output: journald when stderr is the journal (or when asked), stderr otherwise; never stdout.
 //!
 //! stdout belongs to the MCP protocol in `stdio` mode, so no log line may ever reach it.
+//!
+//! whatsapp-rust logs through the `log` crate; [`SecretFilter`] carries those records into the
+//! same tracing pipeline, but first drops every record that could hold a linking secret: all of
+//! the pairing-code targets, and any line containing a QR or pairing code the engine has
+//! registered with [`register_secret`] (the library prints the pairing code at info level).
 
 use std::os::unix::fs::MetadataExt;
+use std::sync::{Mutex, OnceLock};
 
 use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::EnvFilter;
@@ -25,6 +31,7 @@ pub enum LogSink {
 /// `whatsapp_mcp=debug,info`.
 pub fn init(level: &str, target: LogTarget) -> LogSink {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    install_log_bridge(filter.max_level_hint());
     let want_journald = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
@@ -85,4 +92,170 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     std::fs::metadata("/proc/self/fd/2").is_ok_and(|meta| meta.dev() == dev && meta.ino() == ino)
+}
+
+/// `log` targets whose records are never let through at any level: whatsapp-rust's pairing-code
+/// flow logs the code itself (`Bot/PairCode` at info, `Client/PairCode` at stage one) and the
+/// phone number being linked.
+pub const SECRET_TARGETS: [&str; 3] = ["Bot/PairCode", "Client/PairCode", "Client/PairTest"];
+
+/// Codes that must never appear in a log line, registered while they are valid.
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// How many recent codes are remembered; older ones have long expired.
+const REMEMBERED_SECRETS: usize = 32;
+
+/// Adds a QR or pairing code to the set of strings no log line may contain.
+pub fn register_secret(secret: &str) {
+    // Very short strings would drop unrelated lines and protect nothing.
+    if secret.len() < 6 {
+        return;
+    }
+    if let Ok(mut list) = secrets().lock() {
+        if list.iter().any(|s| s == secret) {
+            return;
+        }
+        if list.len() >= REMEMBERED_SECRETS {
+            list.remove(0);
+        }
+        list.push(secret.to_owned());
+    }
+}
+
+/// True if `text` contains a registered secret.
+fn carries_secret(text: &str) -> bool {
+    secrets()
+        .lock()
+        .map(|list| list.iter().any(|s| text.contains(s.as_str())))
+        // A poisoned lock means a panic elsewhere; err on the side of silence.
+        .unwrap_or(true)
+}
+
+/// The `log` → tracing bridge with the secret filter in front of it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SecretFilter;
+
+impl SecretFilter {
+    /// Whether a record may be logged at all.
+    pub fn admits(record: &log::Record<'_>) -> bool {
+        let target = record.target();
+        if SECRET_TARGETS
+            .iter()
+            .any(|t| target.eq_ignore_ascii_case(t))
+        {
+            return false;
+        }
+        match record.args().as_str() {
+            Some(fixed) => !carries_secret(fixed),
+            None => !carries_secret(&record.args().to_string()),
+        }
+    }
+}
+
+impl log::Log for SecretFilter {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        !SECRET_TARGETS
+            .iter()
+            .any(|t| metadata.target().eq_ignore_ascii_case(t))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if Self::admits(record) {
+            let _ = tracing_log::format_trace(record);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Routes `log` records (whatsapp-rust's) through [`SecretFilter`] into tracing, at most as
+/// verbose as the tracing filter lets through so the library does not format lines that are
+/// thrown away. Only the first call installs anything.
+pub fn install_log_bridge(max: Option<tracing_subscriber::filter::LevelFilter>) {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match max {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    if log::set_boxed_logger(Box::new(SecretFilter)).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer that keeps everything written to it.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn pairing_codes_and_qr_codes_never_reach_the_log() {
+        install_log_bridge(Some(tracing_subscriber::filter::LevelFilter::TRACE));
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        let pair_code = "K7QX2M9P";
+        let qr = "2@AbCdEfGhIjKl,NoiseKeyBase64=,IdentityKeyBase64=,AdvSecretBase64=";
+        tracing::subscriber::with_default(subscriber, || {
+            // What whatsapp-rust 0.7 itself prints while linking with a code.
+            log::info!(target: "Bot/PairCode", "Pair code generated: {pair_code}");
+            log::info!(target: "Client/PairCode", "Stage 1 complete, waiting for phone confirmation. Code: {pair_code}");
+            log::warn!(target: "bot/paircode", "mixed case target {pair_code}");
+            // The same code anywhere else is dropped once the engine has registered it.
+            register_secret(pair_code);
+            register_secret(qr);
+            log::info!(target: "whatsapp_rust::client", "echo of {pair_code} elsewhere");
+            log::debug!(target: "whatsapp_rust::pair", "qr payload {qr}");
+            // Ordinary lines still pass.
+            log::info!(target: "whatsapp_rust::client", "Will attempt to reconnect");
+            log::error!(target: "Client/AppState", "app state sync failed");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains(pair_code), "pairing code leaked:\n{text}");
+        assert!(!text.contains("AdvSecret"), "QR code leaked:\n{text}");
+        assert!(!text.contains("Pair code generated"), "{text}");
+        assert!(
+            text.contains("Will attempt to reconnect"),
+            "bridge lost a line:\n{text}"
+        );
+        assert!(text.contains("app state sync failed"), "{text}");
+    }
+
+    #[test]
+    fn short_strings_are_not_treated_as_secrets() {
+        register_secret("abc");
+        assert!(!carries_secret("abc def"));
+    }
 }

@@ -9,6 +9,7 @@
 pub mod fake;
 pub mod ingest;
 pub mod media;
+pub mod whatsapp;
 
 use std::path::PathBuf;
 
@@ -129,6 +130,33 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         chat: Jid,
         message_id: String,
     ) -> Result<DownloadedMedia, EngineError>;
+
+    /// Starts linking a phone if none is linked: QR codes then appear in the status.
+    async fn start_linking(&self) -> Result<(), EngineError> {
+        Err(EngineError::Unavailable(
+            "this engine cannot link a phone".to_owned(),
+        ))
+    }
+
+    /// Requests the 8-character code to link the phone with number `phone` ("Link with phone
+    /// number instead" on the phone).
+    async fn pair_code(&self, phone: Jid) -> Result<String, EngineError> {
+        let _ = phone;
+        Err(EngineError::Unavailable(
+            "this engine cannot link a phone".to_owned(),
+        ))
+    }
+
+    /// Unlinks this device and wipes the session; the archive too when `wipe_archive`.
+    async fn logout(&self, wipe_archive: bool) -> Result<(), EngineError> {
+        let _ = wipe_archive;
+        Err(EngineError::Unavailable(
+            "this engine has no session to log out of".to_owned(),
+        ))
+    }
+
+    /// Closes the connection cleanly (flushing session state) before the process exits.
+    async fn shutdown(&self) {}
 }
 
 /// Starts the engine this process runs with and returns it.
@@ -141,10 +169,30 @@ pub async fn start(
     status: crate::state::StatusHandle,
     media_dir: PathBuf,
 ) -> Result<std::sync::Arc<dyn Engine>, String> {
+    start_with_session(store, status, media_dir, None).await
+}
+
+/// [`start`], with the WhatsApp session database the real engine (`WHATSAPP_MCP_ENGINE=whatsapp`)
+/// keeps its device identity in.
+pub async fn start_with_session(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    status: crate::state::StatusHandle,
+    media_dir: PathBuf,
+    session_url: Option<&crate::config::DatabaseUrl>,
+) -> Result<std::sync::Arc<dyn Engine>, String> {
     let wanted = std::env::var("WHATSAPP_MCP_ENGINE").unwrap_or_default();
     match wanted.as_str() {
+        "whatsapp" => {
+            let session_url = session_url.ok_or(
+                "the WhatsApp engine needs the session database, which this command does not pass",
+            )?;
+            let ingest = ingest::Ingest::new(store, status);
+            let engine =
+                whatsapp::WhatsAppEngine::start(ingest, session_url.clone(), media_dir).await?;
+            Ok(std::sync::Arc::new(engine))
+        }
         "" | "none" => {
-            let _ = (store, status, media_dir);
+            let _ = (store, status, media_dir, session_url);
             Ok(std::sync::Arc::new(NoEngine::new(
                 "this version of whatsapp-mcp ships without the WhatsApp engine",
             )))
@@ -180,7 +228,7 @@ pub async fn start(
             Ok(std::sync::Arc::new(engine))
         }
         other => Err(format!(
-            "unknown WHATSAPP_MCP_ENGINE {other:?}: this build knows \"none\"{}",
+            "unknown WHATSAPP_MCP_ENGINE {other:?}: this build knows \"whatsapp\", \"none\"{}",
             if cfg!(feature = "fake-engine") {
                 " and \"fake\""
             } else {

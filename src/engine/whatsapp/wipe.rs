@@ -1,0 +1,123 @@
+//! Removing the WhatsApp session (device identity and Signal state) from its database, so the
+//! next start links as a new device.
+//!
+//! whatsapp-rust can deregister a device but leaves its keys in storage, and a device that the
+//! phone removed cannot be reused: its identity must go. The archive lives beside the session
+//! (in the same SQLite file by default) and is left alone.
+
+use crate::config::{BackendKind, DatabaseUrl};
+use crate::store::StoreError;
+
+/// Tables of whatsapp-rust's SQLite backend (whatsapp-rust-sqlite-storage 0.7), children first.
+const SQLITE_TABLES: [&str; 18] = [
+    "pending_inbound_messages",
+    "msg_secrets",
+    "sent_messages",
+    "tc_tokens",
+    "group_metadata",
+    "device_registry",
+    "base_keys",
+    "lid_pn_mapping",
+    "sender_key_devices",
+    "app_state_mutation_macs",
+    "app_state_versions",
+    "app_state_keys",
+    "sender_keys",
+    "signed_prekeys",
+    "prekeys",
+    "sessions",
+    "identities",
+    "device",
+];
+
+/// Tables of our PostgreSQL session store (`src/store/session/postgres_migrations`).
+const POSTGRES_TABLES: [&str; 18] = [
+    "wa_pending_inbound",
+    "wa_msg_secrets",
+    "wa_sent_messages",
+    "wa_tc_tokens",
+    "wa_group_metadata",
+    "wa_device_registry",
+    "wa_base_keys",
+    "wa_lid_pn_mapping",
+    "wa_sender_key_devices",
+    "wa_app_state_mutation_macs",
+    "wa_app_state_versions",
+    "wa_app_state_keys",
+    "wa_sender_keys",
+    "wa_signed_prekeys",
+    "wa_prekeys",
+    "wa_sessions",
+    "wa_identities",
+    "wa_device",
+];
+
+/// Deletes every row of the session store at `url`, in one transaction.
+pub async fn wipe_session(url: &DatabaseUrl) -> Result<(), StoreError> {
+    match url.kind() {
+        Some(BackendKind::Sqlite) => {
+            let path = url
+                .sqlite_path()
+                .ok_or_else(|| StoreError::Other(format!("{url} names no file")))?;
+            tokio::task::spawn_blocking(move || wipe_sqlite(&path))
+                .await
+                .map_err(|err| StoreError::Other(format!("session wipe stopped: {err}")))?
+        }
+        Some(BackendKind::Postgres) => wipe_postgres(url).await,
+        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    }
+}
+
+fn wipe_sqlite(path: &std::path::Path) -> Result<(), StoreError> {
+    let failed = |err: rusqlite::Error| {
+        StoreError::Unavailable(format!("wiping the session in {}: {err}", path.display()))
+    };
+    let mut conn = rusqlite::Connection::open(path).map_err(failed)?;
+    // The library's own connections may be mid-write; wait for them rather than fail.
+    conn.busy_timeout(std::time::Duration::from_secs(15))
+        .map_err(failed)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(failed)?;
+    for table in SQLITE_TABLES {
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [table],
+                |row| row.get(0),
+            )
+            .map_err(failed)?;
+        if exists {
+            tx.execute(&format!("DELETE FROM \"{table}\""), [])
+                .map_err(failed)?;
+        }
+    }
+    tx.commit().map_err(failed)
+}
+
+async fn wipe_postgres(url: &DatabaseUrl) -> Result<(), StoreError> {
+    let pool = crate::store::pg::connect(url).await?;
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|err| crate::store::pg::pool_error(&err))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|err| crate::store::pg::query_error(&err))?;
+    for table in POSTGRES_TABLES {
+        let exists = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .map_err(|err| crate::store::pg::query_error(&err))?
+            .get::<_, bool>(0);
+        if exists {
+            tx.execute(&format!("DELETE FROM {table}"), &[])
+                .await
+                .map_err(|err| crate::store::pg::query_error(&err))?;
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|err| crate::store::pg::query_error(&err))
+}
