@@ -20,11 +20,12 @@ step() { printf '\n=== %s\n' "$*"; }
 
 # Debian packages the Rust tests call: systemd-socket-activate and systemd-journald (systemd),
 # unshare and nsenter (util-linux), curl, and a PostgreSQL server for throwaway clusters
-# (postgresql; pg_ctlcluster stands for it because initdb is not on PATH).
+# (postgresql; pg_ctlcluster stands for it because initdb is not on PATH), and ffmpeg, which
+# converts voice notes.
 need=()
 for pair in systemd-socket-activate:systemd /lib/systemd/systemd-journald:systemd \
     systemd-cat:systemd unshare:util-linux curl:curl stat:coreutils \
-    pg_ctlcluster:postgresql runuser:util-linux; do
+    pg_ctlcluster:postgresql runuser:util-linux ffmpeg:ffmpeg; do
     cmd=${pair%%:*} pkg=${pair#*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
         need+=("$pkg")

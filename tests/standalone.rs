@@ -179,7 +179,6 @@ fn commands_of_later_releases_fail_honestly() {
         &["qr"][..],
         &["pair", "--phone", "+31600000000"],
         &["logout"],
-        &["stdio"],
     ] {
         let (code, stdout, stderr) = run(args, &[]);
         assert_eq!(code, 2, "{args:?}");

@@ -90,6 +90,7 @@ contract!(
     interactions_across_chats,
     concurrent_writers_lose_nothing,
     missing_things_are_not_found,
+    clearing_the_archive_empties_it,
 );
 
 fn jid(s: &str) -> Jid {
@@ -780,6 +781,48 @@ async fn concurrent_writers_lose_nothing(f: &Fixture) {
     }
     let stats = f.store.stats().await.unwrap();
     assert_eq!((stats.message_count, stats.chat_count), (4000, 8));
+}
+
+async fn clearing_the_archive_empties_it(f: &Fixture) {
+    let store = &*f.store;
+    store
+        .insert_messages(vec![
+            text(ADA, "x1", Some(ADA), 1, "searchable words"),
+            text(GROUP, "x2", Some(BOB), 2, "more words"),
+        ])
+        .await
+        .unwrap();
+    store
+        .set_participants(jid(GROUP), vec![(jid(BOB), "member".to_owned())])
+        .await
+        .unwrap();
+    store
+        .set_reaction(jid(ADA), "x1".to_owned(), jid(BOB), "👍".to_owned(), 3)
+        .await
+        .unwrap();
+    store
+        .upsert_contacts(vec![ContactUpdate::new(jid(ADA))])
+        .await
+        .unwrap();
+    store.clear_archive().await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.message_count, stats.chat_count, stats.contact_count),
+        (0, 0, 0)
+    );
+    assert!(search(store, "words").await.is_empty());
+    // The archive works as before afterwards, search included.
+    store
+        .insert_messages(vec![text(ADA, "y1", Some(ADA), 4, "fresh words")])
+        .await
+        .unwrap();
+    assert_eq!(search(store, "words").await, ["y1"]);
+    store.message(jid(ADA), "y1".to_owned()).await.unwrap();
+    store
+        .delete_message(jid(ADA), "y1".to_owned(), 5)
+        .await
+        .unwrap();
+    assert!(search(store, "words").await.is_empty());
 }
 
 async fn missing_things_are_not_found(f: &Fixture) {

@@ -30,6 +30,10 @@ pub enum EngineEvent {
         code: String,
         valid_for_secs: u64,
     },
+    /// No account is linked; `note` says why when there is something to say (e.g. codes expired).
+    NotLinked {
+        note: Option<String>,
+    },
     /// The phone accepted the link; the device identity is stored.
     Paired {
         account: Account,
@@ -132,6 +136,18 @@ impl Ingest {
                     issued_at: Utc::now(),
                     valid_for_secs,
                 });
+            }),
+            EngineEvent::NotLinked { note } => self.status.update(|s| {
+                // A logout's explanation stays visible until there is something newer to say.
+                if s.state == LinkState::LoggedOut && note.is_none() {
+                    return;
+                }
+                s.state = LinkState::NotLinked;
+                s.qr = None;
+                s.account = None;
+                if note.is_some() {
+                    s.last_error = note;
+                }
             }),
             EngineEvent::Paired { account } => self.status.update(|s| {
                 s.state = LinkState::Connecting;

@@ -163,7 +163,8 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 ///
 /// Builds with the `fake-engine` feature accept `WHATSAPP_MCP_ENGINE=fake` (tests only), with
 /// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
-/// or `logged-out` / `stream-replaced` (start in that state).
+/// or `logged-out` / `stream-replaced` (start in that state), or `scan-after:MS` (not linked;
+/// linking works and the phone "scans" MS milliseconds after it starts).
 pub async fn start(
     store: std::sync::Arc<dyn crate::store::Store>,
     status: crate::state::StatusHandle,
@@ -180,7 +181,19 @@ pub async fn start_with_session(
     media_dir: PathBuf,
     session_url: Option<&crate::config::DatabaseUrl>,
 ) -> Result<std::sync::Arc<dyn Engine>, String> {
-    let wanted = std::env::var("WHATSAPP_MCP_ENGINE").unwrap_or_default();
+    // The real engine is the default wherever a session database is given (`serve`);
+    // `WHATSAPP_MCP_ENGINE=none` runs the archive and tools without a WhatsApp connection.
+    let wanted = std::env::var("WHATSAPP_MCP_ENGINE")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            if session_url.is_some() {
+                "whatsapp"
+            } else {
+                "none"
+            }
+            .to_owned()
+        });
     match wanted.as_str() {
         "whatsapp" => {
             let session_url = session_url.ok_or(
@@ -191,19 +204,24 @@ pub async fn start_with_session(
                 whatsapp::WhatsAppEngine::start(ingest, session_url.clone(), media_dir).await?;
             Ok(std::sync::Arc::new(engine))
         }
-        "" | "none" => {
+        "none" => {
             let _ = (store, status, media_dir, session_url);
             Ok(std::sync::Arc::new(NoEngine::new(
-                "this version of whatsapp-mcp ships without the WhatsApp engine",
+                "this process runs without a WhatsApp connection (WHATSAPP_MCP_ENGINE=none)",
             )))
         }
         #[cfg(feature = "fake-engine")]
         "fake" => {
             status.update(|s| s.state = crate::state::LinkState::NotLinked);
-            let engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
+            let mut engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
             let seed = std::env::var("WHATSAPP_MCP_FAKE_SEED").unwrap_or_default();
             let seeded = match seed.split(':').collect::<Vec<_>>().as_slice() {
                 [""] => Ok(()),
+                ["scan-after", millis] => {
+                    let millis = millis.parse().map_err(|_| format!("bad seed {seed:?}"))?;
+                    engine = engine.with_scan_after(std::time::Duration::from_millis(millis));
+                    Ok(())
+                }
                 ["demo"] => engine.seed_demo().await,
                 ["logged-out"] => {
                     let reason = "the phone removed this linked device".to_owned();

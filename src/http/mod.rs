@@ -17,6 +17,7 @@ use serde::Serialize;
 pub use auth::{AccessPolicy, require_token};
 
 use crate::report::{self, AppContext};
+use crate::state::LinkState;
 
 /// Largest request body the bridge accepts; it has no endpoint that takes a body yet.
 const BRIDGE_BODY_LIMIT: usize = 64 * 1024;
@@ -125,6 +126,15 @@ async fn status_page(State(ctx): State<AppContext>) -> Response {
 
 async fn qr_page(State(ctx): State<AppContext>) -> Response {
     let engine = ctx.status.snapshot();
+    // Opening the page is how people ask to link: (re)start linking when no code is showing.
+    if engine.qr.is_none() && matches!(engine.state, LinkState::NotLinked | LinkState::LoggedOut) {
+        let linker = std::sync::Arc::clone(&ctx.engine);
+        tokio::spawn(async move {
+            if let Err(err) = linker.start_linking().await {
+                tracing::debug!(error = %err, "could not start linking");
+            }
+        });
+    }
     no_store(Html(pages::qr(&engine)).into_response())
 }
 

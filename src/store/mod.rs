@@ -134,6 +134,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         participants: Vec<(Jid, String)>,
     ) -> Result<(), StoreError>;
 
+    /// Deletes every archived message, chat, contact and group (for `logout --wipe-archive`).
+    async fn clear_archive(&self) -> Result<(), StoreError>;
+
     /// Stores a small progress marker (e.g. the oldest synced message of a chat).
     async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError>;
 

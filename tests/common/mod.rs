@@ -190,5 +190,7 @@ pub fn isolated_env(data_dir: &Path) -> Vec<(&'static str, String)> {
         ("WHATSAPP_MCP_CONFIG", config.display().to_string()),
         ("WHATSAPP_MCP_DATA_DIR", data_dir.display().to_string()),
         ("WHATSAPP_MCP_LOG_TARGET", "stderr".to_owned()),
+        // No WhatsApp connection attempts from tests that are about the service itself.
+        ("WHATSAPP_MCP_ENGINE", "none".to_owned()),
     ]
 }

@@ -691,11 +691,6 @@ impl Engine for WhatsAppEngine {
     }
 
     async fn logout(&self, wipe_archive: bool) -> Result<(), EngineError> {
-        if wipe_archive {
-            return Err(EngineError::Unavailable(
-                "deleting the archive is not supported by this version's store; run `whatsapp-mcp logout` without --wipe-archive".to_owned(),
-            ));
-        }
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Logout {
@@ -706,7 +701,19 @@ impl Engine for WhatsAppEngine {
         answer
             .await
             .map_err(|_| EngineError::Unavailable("the WhatsApp engine has stopped".to_owned()))?
-            .map_err(EngineError::Failed)
+            .map_err(EngineError::Failed)?;
+        // The archive goes only after the unlink succeeded, so a failed logout loses nothing.
+        if wipe_archive {
+            self.shared
+                .ingest
+                .store()
+                .clear_archive()
+                .await
+                .map_err(|err| {
+                    EngineError::Failed(format!("unlinked, but the archive was not deleted: {err}"))
+                })?;
+        }
+        Ok(())
     }
 
     async fn shutdown(&self) {

@@ -21,7 +21,6 @@ use super::Shared;
 use super::backoff::{Backoff, STABLE_AFTER};
 use super::events::{ArchiveHook, Forwarder, Observed, Verdict};
 use crate::engine::ingest::EngineEvent;
-use crate::state::LinkState;
 
 /// How long to wait before trying again after WhatsApp rejected this version: the client fetches
 /// the current version string on each connect, so a later attempt can succeed on its own.
@@ -64,7 +63,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut commands: mpsc::Unbounded
             None => session_exists(&shared).await,
         };
         if !paired && !link_wanted {
-            mark_not_linked(&shared, None);
+            mark_not_linked(&shared, None).await;
             match wait(&shared, &mut commands, None).await {
                 Wake::Stop => break,
                 Wake::Command(command) => {
@@ -216,7 +215,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut commands: mpsc::Unbounded
                     Some(
                         "the QR codes expired before one was scanned; reload /qr or run `whatsapp-mcp qr` for new ones",
                     ),
-                );
+                ).await;
             }
             None if observed.paired => {
                 // WhatsApp closes the stream right after pairing; the new identity connects now.
@@ -395,18 +394,9 @@ async fn forget_session(shared: &Shared, reason: &str) -> Result<(), String> {
 
 /// Publishes "not linked" (with why, when there is a reason), leaving a logged-out state and
 /// its explanation in place.
-fn mark_not_linked(shared: &Shared, note: Option<&str>) {
-    shared.ingest.status().update(|s| {
-        if s.state == LinkState::LoggedOut && note.is_none() {
-            return;
-        }
-        s.state = LinkState::NotLinked;
-        s.qr = None;
-        s.account = None;
-        if let Some(note) = note {
-            s.last_error = Some(note.to_owned());
-        }
-    });
+async fn mark_not_linked(shared: &Shared, note: Option<&str>) {
+    let note = note.map(str::to_owned);
+    apply(shared, EngineEvent::NotLinked { note }).await;
 }
 
 async fn apply(shared: &Shared, event: EngineEvent) {

@@ -406,6 +406,13 @@ pub(super) async fn set_participants(
     Ok(())
 }
 
+pub(super) async fn clear_archive(db: &impl GenericClient) -> Result<()> {
+    db.batch_execute(
+        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state",
+    )
+    .await
+}
+
 pub(super) async fn set_sync_state(db: &impl GenericClient, key: &str, value: &str) -> Result<()> {
     db.execute(
         "INSERT INTO sync_state (key, value) VALUES ($1, $2)

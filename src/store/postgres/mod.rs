@@ -275,6 +275,10 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn clear_archive(&self) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::clear_archive(tx))
+    }
+
     async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError> {
         write_tx!(self, |tx| archive::set_sync_state(tx, &key, &value))
     }

@@ -362,6 +362,24 @@ pub(super) fn set_participants(
     Ok(())
 }
 
+pub(super) fn clear_archive(conn: &Connection) -> rusqlite::Result<()> {
+    // Emptying the search index in one step spares the per-row delete trigger's work.
+    conn.execute_batch(
+        "INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
+         DROP TRIGGER messages_fts_after_delete;
+         DELETE FROM reactions;
+         DELETE FROM group_participants;
+         DELETE FROM messages;
+         DELETE FROM chats;
+         DELETE FROM contacts;
+         DELETE FROM sync_state;
+         CREATE TRIGGER messages_fts_after_delete AFTER DELETE ON messages BEGIN
+             INSERT INTO messages_fts (messages_fts, rowid, text, caption, file_name)
+             VALUES ('delete', old.pk, old.text, old.caption, old.file_name);
+         END;",
+    )
+}
+
 pub(super) fn set_sync_state(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO sync_state (key, value) VALUES (?1, ?2)

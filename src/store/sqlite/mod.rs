@@ -362,6 +362,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn clear_archive(&self) -> Result<(), StoreError> {
+        self.write(archive::clear_archive).await
+    }
+
     async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError> {
         self.write(move |conn| archive::set_sync_state(conn, &key, &value))
             .await
