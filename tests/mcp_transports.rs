@@ -304,16 +304,19 @@ async fn streamable_http_refuses_bad_bodies_and_keeps_serving() {
     let mut client = Client::new(rig.app(LOCAL));
     client.initialize().await;
 
+    // Answered as /messages answers it: 400 and a JSON-RPC parse error, not rmcp's 415.
     let malformed = client.post_raw("{\"jsonrpc\": \"2.0\", \"id\": 1,").await;
-    assert!(malformed.status.is_client_error(), "{malformed:?}");
-    assert!(!malformed.text.is_empty());
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{malformed:?}");
+    assert!(malformed.text.contains("-32700"), "{}", malformed.text);
+    assert!(malformed.text.contains("parse error"), "{}", malformed.text);
 
     let oversized = client.post_raw(vec![b' '; 70 * 1024]).await;
     assert_eq!(oversized.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(oversized.text.contains("too large"), "{}", oversized.text);
 
     let not_rpc = client.post_raw("[1, 2, 3]").await;
-    assert!(not_rpc.status.is_client_error(), "{not_rpc:?}");
+    assert_eq!(not_rpc.status, StatusCode::BAD_REQUEST, "{not_rpc:?}");
+    assert!(not_rpc.text.contains("not a JSON-RPC message"), "{}", not_rpc.text);
 
     let mut stale = Client::new(rig.app(LOCAL));
     stale.session = Some("no-such-session".into());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -182,6 +182,40 @@ pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next
             }
         }
     }
+}
+
+/// Middleware for the Streamable HTTP endpoint: a JSON body that is not one JSON-RPC message
+/// gets the answer `/messages` gives it (400 with a JSON-RPC parse error). rmcp would answer
+/// 415 Unsupported Media Type in plain text, telling the client its Content-Type is wrong.
+/// Runs inside [`limit_body`], so the body is already buffered and within bounds.
+pub async fn require_json_rpc(request: Request, next: Next) -> Response {
+    let json_post = request.method() == Method::POST
+        && request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let essence = value.split_once(';').map_or(value, |(essence, _)| essence);
+                essence.trim().eq_ignore_ascii_case("application/json")
+            });
+    if !json_post {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        );
+    };
+    if let Err(err) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(&bytes) {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &format!("parse error: the body is not a JSON-RPC message ({err})"),
+        );
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// A JSON-RPC shaped error answer, so MCP clients show the message instead of a parse error.

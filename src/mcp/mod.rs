@@ -112,10 +112,10 @@ impl Endpoint {
     /// The routes of the MCP port: `/health`, `/mcp`, `/sse` and `/messages`.
     pub fn router(&self) -> Router {
         let transports = Router::new()
-            .route_service("/mcp", self.streamable.clone())
             .route("/sse", get(sse::open))
             .route("/messages", post(sse::post))
-            .with_state(self.sse.clone());
+            .with_state(self.sse.clone())
+            .merge(self.streamable_route());
         // `/health` skips the Host/Origin guard: it reveals nothing, and load balancers probe
         // it under their own names.
         self.outer(self.guarded(transports).route(
@@ -127,7 +127,15 @@ impl Endpoint {
     /// Streamable HTTP at `/mcp` for the bridge port, so `whatsapp-mcp stdio` needs nothing but
     /// `WHATSAPP_BRIDGE_URL` to reach the daemon.
     pub fn bridge_routes(&self) -> Router {
-        self.outer(self.guarded(Router::new().route_service("/mcp", self.streamable.clone())))
+        self.outer(self.guarded(self.streamable_route()))
+    }
+
+    /// rmcp's Streamable HTTP service at `/mcp`, with bodies that are not JSON-RPC refused the
+    /// way `/messages` refuses them.
+    fn streamable_route(&self) -> Router {
+        Router::new()
+            .route_service("/mcp", self.streamable.clone())
+            .route_layer(middleware::from_fn(guard::require_json_rpc))
     }
 
     /// The DNS-rebinding guard and the body limit.
