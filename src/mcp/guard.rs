@@ -145,6 +145,23 @@ pub async fn check_origin(
     }
 }
 
+/// How much of an oversized body (in multiples of the limit) is read and dropped so the client
+/// gets the 413; beyond that the connection is simply closed.
+const DRAIN_FACTOR: usize = 4;
+
+/// Reads and drops up to `cap` bytes of `body`.
+async fn drain(body: Body, cap: usize) {
+    use futures_util::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        seen = seen.saturating_add(chunk.len());
+        if seen > cap {
+            break;
+        }
+    }
+}
+
 /// Middleware: reads the body up to `limit` bytes, answering 413 beyond it, so no handler (ours
 /// or rmcp's) ever buffers more.
 pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
@@ -160,6 +177,9 @@ pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
+        // Read what the client sends before answering: hanging up on an unread body resets
+        // the connection, and the client would see the reset instead of this answer.
+        drain(request.into_body(), limit.saturating_mul(DRAIN_FACTOR)).await;
         return too_large();
     }
     let (parts, body) = request.into_parts();
