@@ -167,6 +167,18 @@ fn run_relay(config: &Config) -> ExitCode {
                 continue;
             }
         };
+        if line.len() > super::MCP_BODY_LIMIT {
+            // The service would refuse it too, but may hang up before the body is sent, which
+            // the relay could only report as a broken connection.
+            relay.fail(
+                &message,
+                &format!(
+                    "request body too large: the limit is {} bytes",
+                    super::MCP_BODY_LIMIT
+                ),
+            );
+            continue;
+        }
         let is_request =
             message.get("id").is_some_and(|id| !id.is_null()) && message.get("method").is_some();
         let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
