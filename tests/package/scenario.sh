@@ -172,10 +172,7 @@ check_status_and_endpoints() {
         sed 's/^/    /' "$WORK/cli-status-$s.log"
     fi
 
-    # MCP initialize on the second socket. The daemon answers 200 once the MCP
-    # layer is in; until then it answers 503 with a JSON-RPC error. Both are
-    # accepted here; when 503 is no longer expected, drop it from the case
-    # below so the check insists on a successful initialize.
+    # MCP initialize on the second socket must succeed.
     body="$WORK/mcp-$s.body"
     local request='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"package-test","version":"0"}}}'
     in_ct curl -sS --max-time 10 -w '\n%{http_code} %{content_type}' \
@@ -195,13 +192,6 @@ check_status_and_endpoints() {
                 pass "[$s] POST 127.0.0.1:3000/mcp initialize -> 200, result with protocolVersion ($ctype)"
             else
                 fail "[$s] POST /mcp initialize -> 200 but not an initialize result: $(head -c 300 "$body")"
-            fi
-            ;;
-        503)
-            if jq -e '.jsonrpc == "2.0" and (.error | type == "object")' <<<"$reply" >/dev/null 2>&1; then
-                pass "[$s] POST 127.0.0.1:3000/mcp initialize -> 503 with a JSON-RPC error (MCP layer not in yet)"
-            else
-                fail "[$s] POST /mcp initialize -> 503 without a JSON-RPC error body: $(head -c 300 "$body")"
             fi
             ;;
         *)
