@@ -191,6 +191,8 @@ class Daemon:
                     with urllib.request.urlopen(url, timeout=1) as response:
                         if response.status == 200:
                             break
+                except urllib.error.HTTPError:
+                    break  # it answers (401 for a remote peer without the token)
                 except (urllib.error.URLError, OSError):
                     pass
                 if time.monotonic() > deadline:
@@ -226,13 +228,24 @@ async def connect(
     sandbox: Sandbox,
     daemon: Daemon | None = None,
     headers: dict[str, str] | None = None,
+    session_ids: list[str] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialised MCP session over `transport` to `daemon` (or, for `stdio-standalone`, to
-    a process of its own serving `sandbox`)."""
+    a process of its own serving `sandbox`). Over HTTP, `headers` go with every request and
+    the session id the server assigns is appended to `session_ids`."""
+    ids = session_ids if session_ids is not None else []
     if transport == "http":
         assert daemon is not None
+
+        async def note_session(response: httpx2.Response) -> None:
+            session = response.headers.get("mcp-session-id")
+            if session and session not in ids:
+                ids.append(session)
+
         async with httpx2.AsyncClient(
-            headers=headers or {}, timeout=httpx2.Timeout(CALL_TIMEOUT)
+            headers=headers or {},
+            timeout=httpx2.Timeout(CALL_TIMEOUT),
+            event_hooks={"response": [note_session]},
         ) as http:
             async with streamable_http_client(f"{daemon.mcp_base}/mcp", http_client=http) as (
                 read,
@@ -242,10 +255,12 @@ async def connect(
                     yield session
     elif transport == "sse":
         assert daemon is not None
-        async with sse_client(f"{daemon.mcp_base}/sse", headers=headers, timeout=CALL_TIMEOUT) as (
-            read,
-            write,
-        ):
+        async with sse_client(
+            f"{daemon.mcp_base}/sse",
+            headers=headers,
+            timeout=CALL_TIMEOUT,
+            on_session_created=ids.append,
+        ) as (read, write):
             async with _session(read, write) as session:
                 yield session
     elif transport in ("stdio", "stdio-standalone"):
