@@ -46,6 +46,28 @@ cargo clippy --locked --all-targets --all-features -- -D warnings
 step "cargo test"
 cargo test --locked --all-targets --features fake-engine
 
+step "MCP client tests (official Python SDK)"
+# tests/python drives the real binary, built with the fake engine, over stdio, legacy SSE and
+# Streamable HTTP with the `mcp` package from PyPI, installed into a venv under target/.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+fi
+target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+venv=$ROOT/target/python-venv
+if ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+cargo build --locked --features fake-engine
+# Any failure counts, including pytest's exit code 5 (no tests collected).
+if ! PYTHONDONTWRITEBYTECODE=1 WHATSAPP_MCP_BIN="$target_dir/debug/whatsapp-mcp" \
+    "$venv/bin/python" -m pytest -q tests/python; then
+    echo "the Python MCP client tests failed" >&2
+    exit 1
+fi
+
 step "package tier"
 bash tests/package/run.sh
 
