@@ -26,6 +26,9 @@ use super::tools::WhatsAppTools;
 /// Exit code when the daemon cannot be reached (sysexits' EX_UNAVAILABLE, as `status` uses).
 const EXIT_UNREACHABLE: u8 = 69;
 
+/// How [`Relay::probe`] words a refusal for want of the right token.
+const UNAUTHORIZED: &str = "GET /health answered HTTP 401 Unauthorized";
+
 /// How long to wait for the daemon to accept a connection (socket activation included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -134,6 +137,16 @@ fn run_relay(config: &Config) -> ExitCode {
         stdout: Mutex::new(std::io::stdout()),
     });
     if let Err(detail) = relay.probe(&base) {
+        if detail.starts_with(UNAUTHORIZED) {
+            // It runs, but wants the token from a client on another machine.
+            eprintln!(
+                "whatsapp-mcp stdio: the whatsapp-mcp service at {base} refused this client: \
+                 {detail}\nIt needs the service's token: set WHATSAPP_MCP_TOKEN (or \
+                 WHATSAPP_MCP_TOKEN_FILE, or [auth] token_file in the config) to the token in \
+                 /etc/whatsapp-mcp/token on that machine."
+            );
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
         eprintln!(
             "whatsapp-mcp stdio: cannot reach the whatsapp-mcp service at {base}: {detail}\n\
              Is it running? Try `systemctl status whatsapp-mcp.socket whatsapp-mcp` or start it \
@@ -210,6 +223,15 @@ impl Relay {
         let response = request.call().map_err(|err| err.to_string())?;
         if response.status().is_success() {
             Ok(())
+        } else if response.status() == 401 {
+            Err(format!(
+                "{UNAUTHORIZED} ({})",
+                if self.authorization.is_some() {
+                    "the token given is wrong"
+                } else {
+                    "no token given"
+                }
+            ))
         } else {
             Err(format!("GET /health answered HTTP {}", response.status()))
         }
