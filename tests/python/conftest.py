@@ -229,10 +229,12 @@ async def connect(
     daemon: Daemon | None = None,
     headers: dict[str, str] | None = None,
     session_ids: list[str] | None = None,
+    stdio_env: dict[str, str | None] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialised MCP session over `transport` to `daemon` (or, for `stdio-standalone`, to
     a process of its own serving `sandbox`). Over HTTP, `headers` go with every request and
-    the session id the server assigns is appended to `session_ids`."""
+    the session id the server assigns is appended to `session_ids`. `stdio_env` changes the
+    environment of a stdio process (`None` removes a variable)."""
     ids = session_ids if session_ids is not None else []
     if transport == "http":
         assert daemon is not None
@@ -265,6 +267,11 @@ async def connect(
                 yield session
     elif transport in ("stdio", "stdio-standalone"):
         env = dict(sandbox.env)
+        for name, value in (stdio_env or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         if transport == "stdio":
             assert daemon is not None
             args = ["stdio"]

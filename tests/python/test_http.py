@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
+
+from mcp.shared.exceptions import MCPError
 
 from conftest import Daemon, Sandbox, Server, connect
 
@@ -271,17 +272,27 @@ async def test_remote_peers_need_the_token(remote_daemon: Daemon) -> None:
             await working(server)
 
 
-async def test_the_relay_without_the_token_explains_itself(remote_daemon: Daemon) -> None:
+@pytest.mark.parametrize("token", [None, "not-the-token-at-all-0123"])
+async def test_the_relay_without_the_right_token_says_so(
+    remote_daemon: Daemon, token: str | None
+) -> None:
     daemon = remote_daemon
-    env = {k: v for k, v in daemon.sandbox.env.items() if k != "WHATSAPP_MCP_TOKEN"}
-    sandbox = Sandbox.__new__(Sandbox)
-    sandbox.__dict__.update(daemon.sandbox.__dict__, env=env)
-    with pytest.raises(BaseException):
+    log = daemon.sandbox.stderr_path("stdio")
+    log.unlink(missing_ok=True)
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(MCPError, match="Connection closed"), flatten_subgroups=True
+    ):
         with anyio.fail_after(20):
-            async with connect("stdio", sandbox, daemon) as session:
-                await session.call_tool("list_groups", {})
-    log = Path(sandbox.stderr_path("stdio")).read_text()
-    assert "401" in log or "token" in log.lower(), log
+            async with connect(
+                "stdio", daemon.sandbox, daemon, stdio_env={"WHATSAPP_MCP_TOKEN": token}
+            ):
+                pass
+    text = log.read_text()
+    assert "refused this client" in text and "401" in text, text
+    assert ("wrong" if token else "no token") in text, text
+    assert "WHATSAPP_MCP_TOKEN" in text and "Is it running?" not in text, text
+    if token:
+        assert token not in text
 
 
 # Beyond four times the limit the server stops reading and hangs up; the relay must still
