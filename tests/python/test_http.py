@@ -315,3 +315,35 @@ async def test_oversized_tool_calls_get_the_limit_in_the_answer(
             )
             assert "too large" in error.message and str(LIMIT) in error.message, error.message
         await working(server)
+
+
+async def test_many_sessions_at_once(daemon: Daemon) -> None:
+    finished: list[str] = []
+
+    async def client(transport: str) -> None:
+        async with connect(transport, daemon.sandbox, daemon) as session:
+            server = Server(transport, daemon.sandbox, daemon)
+            server.session = session
+            for query, jid in (("ada", "31611111111@s.whatsapp.net"), ("bob", None)):
+                found = await server.call("search_contacts", {"query": query})
+                assert found["count"] == 1
+                if jid:
+                    assert found["contacts"][0]["jid"] == jid
+            await working(server)
+        finished.append(transport)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(client, "sse")
+                group.start_soon(client, "http")
+    assert sorted(finished) == ["http"] * 10 + ["sse"] * 10
+
+
+async def test_a_closed_streamable_http_session_is_gone(daemon: Daemon) -> None:
+    ids: list[str] = []
+    async with connect("http", daemon.sandbox, daemon, session_ids=ids) as session:
+        await session.send_ping()
+    ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    answer = await raw("POST", f"{daemon.mcp_base}/mcp", ping, {"Mcp-Session-Id": ids[0]})
+    assert answer.status == 404, answer
