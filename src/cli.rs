@@ -139,17 +139,19 @@ pub fn main() -> ExitCode {
             Ok(config) => crate::mcp::stdio::main(config, standalone),
             Err(code) => code,
         },
-        Command::Qr => not_available("qr", "the WhatsApp engine"),
-        Command::Pair { .. } => not_available("pair", "the WhatsApp engine"),
-        Command::Logout { .. } => not_available("logout", "the WhatsApp engine"),
+        Command::Qr => match load_config(cli.config.as_ref()) {
+            Ok(config) => crate::link_cli::qr(&config),
+            Err(code) => code,
+        },
+        Command::Pair { phone } => match load_config(cli.config.as_ref()) {
+            Ok(config) => crate::link_cli::pair(&config, &phone),
+            Err(code) => code,
+        },
+        Command::Logout { wipe_archive } => match load_config(cli.config.as_ref()) {
+            Ok(config) => crate::link_cli::logout(&config, wipe_archive),
+            Err(code) => code,
+        },
     }
-}
-
-fn not_available(command: &str, part: &str) -> ExitCode {
-    eprintln!(
-        "whatsapp-mcp {command}: not available yet: this version of whatsapp-mcp ships without {part}"
-    );
-    ExitCode::from(EXIT_NOT_AVAILABLE)
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod jid;
+pub mod link_cli;
 pub mod listeners;
 pub mod logging;
 pub mod mcp;

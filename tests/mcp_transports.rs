@@ -316,7 +316,11 @@ async fn streamable_http_refuses_bad_bodies_and_keeps_serving() {
 
     let not_rpc = client.post_raw("[1, 2, 3]").await;
     assert_eq!(not_rpc.status, StatusCode::BAD_REQUEST, "{not_rpc:?}");
-    assert!(not_rpc.text.contains("not a JSON-RPC message"), "{}", not_rpc.text);
+    assert!(
+        not_rpc.text.contains("not a JSON-RPC message"),
+        "{}",
+        not_rpc.text
+    );
 
     let mut stale = Client::new(rig.app(LOCAL));
     stale.session = Some("no-such-session".into());

@@ -173,17 +173,202 @@ fn serve_refuses_a_public_socket_without_a_token() {
     assert!(stderr.contains("no bearer token"), "{stderr}");
 }
 
+/// A running `serve` with the engine `engine` (and fake seed `seed`), on ports of its own.
+struct Daemon {
+    child: common::KillOnDrop,
+    /// Environment for a command-line client of this daemon.
+    client_env: Vec<(&'static str, String)>,
+    bridge: String,
+    _data: tempfile::TempDir,
+}
+
+fn daemon(engine: &str, seed: &str) -> Daemon {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = free_port();
+    let envs = common::isolated_env(data.path());
+    let child = Command::new(common::binary())
+        .arg("serve")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
+        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("WHATSAPP_MCP_ENGINE", engine)
+        .env("WHATSAPP_MCP_FAKE_SEED", seed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(common::KillOnDrop)
+        .unwrap();
+    let url = format!("http://127.0.0.1:{bridge}");
+    assert!(wait_for_http(
+        &format!("{url}/health"),
+        Duration::from_secs(20)
+    ));
+    let mut client_env = envs;
+    client_env.push(("WHATSAPP_BRIDGE_URL", url.clone()));
+    Daemon {
+        child,
+        client_env,
+        bridge: url,
+        _data: data,
+    }
+}
+
 #[test]
-fn commands_of_later_releases_fail_honestly() {
+fn linking_commands_explain_a_service_they_cannot_use() {
+    // Nobody listens: the same exit code and advice as `status`.
+    let data = tempfile::tempdir().unwrap();
+    let mut envs = common::isolated_env(data.path());
+    envs.push((
+        "WHATSAPP_BRIDGE_URL",
+        format!("http://127.0.0.1:{}", free_port()),
+    ));
     for args in [
         &["qr"][..],
         &["pair", "--phone", "+31600000000"],
         &["logout"],
     ] {
-        let (code, stdout, stderr) = run(args, &[]);
-        assert_eq!(code, 2, "{args:?}");
-        assert!(stderr.contains("not available yet"), "{args:?}: {stderr}");
-        assert_eq!(stdout, "");
+        let (code, stdout, stderr) = run(args, &envs);
+        assert_eq!(code, 69, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach the service"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{args:?}");
+    }
+
+    // A service running without a WhatsApp connection says so, and nothing is drawn.
+    let mut service = daemon("none", "");
+    for args in [
+        &["qr"][..],
+        &["pair", "--phone", "+31600000000"],
+        &["logout"],
+    ] {
+        let (code, stdout, stderr) = run(args, &service.client_env);
+        assert_eq!(code, 69, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("without a WhatsApp connection"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{args:?}");
+    }
+    terminate(service.child.id());
+    assert!(wait_with_timeout(&mut service.child, Duration::from_secs(15)).is_some());
+}
+
+#[cfg(feature = "fake-engine")]
+mod with_the_fake_engine {
+    use super::*;
+
+    fn link_state(service: &Daemon) -> serde_json::Value {
+        let (status, body) = get(&format!("{}/api/link", service.bridge));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    #[test]
+    fn qr_draws_each_code_and_exits_once_linked() {
+        let service = daemon("fake", "scan-after:3000");
+        let started = std::time::Instant::now();
+        let (code, stdout, stderr) = run(&["qr"], &service.client_env);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        // The phone "scans" after 3 s: not before, and not long after.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(2900) && took < Duration::from_secs(15),
+            "{took:?}"
+        );
+        // Two codes were drawn (the fake rotates once) in half blocks, 80 columns at most.
+        assert!(stdout.contains("(new code)"), "{stdout}");
+        let pictures: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains('▀') || l.contains('█'))
+            .collect();
+        // Two pictures of a version-4 code: 33 modules, about 17 lines each.
+        assert!(pictures.len() >= 2 * 15, "{stdout}");
+        assert!(stdout.lines().all(|l| l.chars().count() <= 80), "{stdout}");
+        assert!(stdout.contains("Linked devices"), "{stdout}");
+        assert!(
+            stdout.trim_end().ends_with("linked as +31600000000"),
+            "{stdout}"
+        );
+        // The raw code is drawn, never printed.
+        assert!(!stdout.contains("fakeLinkRef") && !stderr.contains("fakeLinkRef"));
+        assert_eq!(link_state(&service)["state"], "connected");
+
+        // Once linked there is nothing to scan.
+        let (code, stdout, _) = run(&["qr"], &service.client_env);
+        assert_eq!(code, 0);
+        assert_eq!(stdout.trim(), "linked as +31600000000");
+    }
+
+    #[test]
+    fn logout_then_pair_with_a_code() {
+        let service = daemon("fake", "scan-after:1500");
+        let (code, _, stderr) = run(&["qr"], &service.client_env);
+        assert_eq!(code, 0, "{stderr}");
+
+        // A pairing code for a linked server is refused by the engine; logout unlinks it.
+        let (code, stdout, stderr) = run(&["logout"], &service.client_env);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("the archive is kept"), "{stdout}");
+        let state = link_state(&service);
+        assert_eq!(state["state"], "not_linked", "{state}");
+        assert!(state["account"].is_null());
+
+        // A bad number is refused before anything is asked of WhatsApp.
+        let (code, stdout, stderr) = run(&["pair", "--phone", "12"], &service.client_env);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("HTTP 400") && stderr.contains("7 to 15 digits"),
+            "{stderr}"
+        );
+        let (code, stdout, stderr) =
+            run(&["pair", "--phone", "+31 6 1234 5678"], &service.client_env);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("Pairing code: K7QX-2M9P"), "{stdout}");
+        assert!(
+            stdout.contains("Link with phone number instead"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.trim_end().ends_with("linked as +31600000000"),
+            "{stdout}"
+        );
+        // Pairing draws no QR code.
+        assert!(!stdout.contains('▀'), "{stdout}");
+    }
+
+    #[test]
+    fn ctrl_c_stops_waiting_cleanly() {
+        let service = daemon("fake", "scan-after:600000");
+        let mut qr = Command::new(common::binary())
+            .arg("qr")
+            .envs(service.client_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(common::KillOnDrop)
+            .unwrap();
+        // Wait for the code to show, then interrupt as a terminal would.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while link_state(&service)["state"] != "awaiting_scan" {
+            assert!(std::time::Instant::now() < deadline, "no QR code");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(qr.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let exit = wait_with_timeout(&mut qr, Duration::from_secs(5)).expect("exits on Ctrl-C");
+        assert_eq!(exit.code(), Some(130), "{exit:?}");
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(qr.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        std::io::Read::read_to_string(qr.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(stdout.contains('▀') || stdout.contains('█'), "{stdout}");
+        assert!(stderr.contains("stopped"), "{stderr}");
     }
 }
 

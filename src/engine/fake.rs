@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -52,6 +53,13 @@ pub enum Action {
         chat: String,
         message_id: String,
     },
+    StartLinking,
+    PairCode {
+        phone: String,
+    },
+    Logout {
+        wipe_archive: bool,
+    },
 }
 
 /// The fake engine. Its account is `31600000000`.
@@ -61,7 +69,14 @@ pub struct FakeEngine {
     media_dir: PathBuf,
     actions: Mutex<Vec<Action>>,
     next_id: AtomicU64,
+    /// When set, linking works: the phone "scans" this long after linking starts.
+    scan_after: Option<Duration>,
+    /// True while a simulated scan is pending, so a second request does not start another.
+    linking: std::sync::Arc<AtomicBool>,
 }
+
+/// The pairing code the fake hands out; real ones have the same shape.
+pub const FAKE_PAIR_CODE: &str = "K7QX-2M9P";
 
 /// The fake account's phone number.
 pub const OWN_PHONE: &str = "31600000000";
@@ -73,7 +88,57 @@ impl FakeEngine {
             media_dir,
             actions: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            scan_after: None,
+            linking: std::sync::Arc::default(),
         }
+    }
+
+    /// Makes linking work like on a real phone that scans after `delay`: `start_linking` shows a
+    /// QR code that rotates once halfway, `pair_code` hands out [`FAKE_PAIR_CODE`], and the
+    /// account is connected when the delay is over. Without this, the fake cannot link, so a
+    /// test never links by accident.
+    pub fn with_scan_after(mut self, delay: Duration) -> Self {
+        self.scan_after = Some(delay);
+        self
+    }
+
+    /// Simulates the phone accepting the link after `delay`, once; `rotate` shows a second QR
+    /// code halfway through, as WhatsApp does when the first one expires.
+    fn scan_later(&self, delay: Duration, rotate: bool) {
+        if self.linking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let ingest = self.ingest.clone();
+        let linking = std::sync::Arc::clone(&self.linking);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay / 2).await;
+            let mut played = Ok(());
+            if rotate {
+                played = ingest
+                    .apply(EngineEvent::QrCode {
+                        code: FAKE_QR_CODES[1].to_owned(),
+                        valid_for_secs: DEFAULT_QR_VALIDITY_SECS,
+                    })
+                    .await;
+            }
+            tokio::time::sleep(delay / 2).await;
+            for event in [
+                EngineEvent::Paired {
+                    account: Self::account(),
+                },
+                EngineEvent::Connected {
+                    account: Self::account(),
+                },
+            ] {
+                if played.is_ok() {
+                    played = ingest.apply(event).await;
+                }
+            }
+            if let Err(err) = played {
+                tracing::error!(error = %err, "the fake engine could not link");
+            }
+            linking.store(false, Ordering::SeqCst);
+        });
     }
 
     pub fn account() -> Account {
@@ -367,6 +432,12 @@ pub const DEMO_GROUP: &str = "120363000000000001@g.us";
 /// The bytes `download_media` writes for the demo image.
 pub const DEMO_IMAGE: &[u8] = b"\xFF\xD8\xFF\xE0fake jpeg bytes for tests\xFF\xD9";
 
+/// The QR strings the fake shows while linking, in order; shaped like WhatsApp's.
+pub const FAKE_QR_CODES: [&str; 2] = [
+    "2@fakeLinkRef1,fakeNoiseKey,fakeIdentityKey,fakeAdvSecret",
+    "2@fakeLinkRef2,fakeNoiseKey,fakeIdentityKey,fakeAdvSecret",
+];
+
 const SAMPLE_TEXTS: &[&str] = &[
     "Are we still on for tomorrow?",
     "Bis später, ich bin unterwegs",
@@ -575,5 +646,60 @@ impl Engine for FakeEngine {
             size_bytes: DEMO_IMAGE.len() as u64,
             reused: false,
         })
+    }
+
+    async fn start_linking(&self) -> Result<(), EngineError> {
+        let Some(delay) = self.scan_after else {
+            return Err(EngineError::Unavailable(
+                "this fake engine was started without linking (seed scan-after:MS)".to_owned(),
+            ));
+        };
+        self.record(Action::StartLinking);
+        let state = self.ingest.status().snapshot().state;
+        if state.is_linked() || self.linking.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.emit(EngineEvent::QrCode {
+            code: FAKE_QR_CODES[0].to_owned(),
+            valid_for_secs: DEFAULT_QR_VALIDITY_SECS,
+        })
+        .await
+        .map_err(|err| EngineError::Failed(err.to_string()))?;
+        self.scan_later(delay, true);
+        Ok(())
+    }
+
+    async fn pair_code(&self, phone: Jid) -> Result<String, EngineError> {
+        let Some(delay) = self.scan_after else {
+            return Err(EngineError::Unavailable(
+                "this fake engine was started without linking (seed scan-after:MS)".to_owned(),
+            ));
+        };
+        let digits = phone
+            .phone()
+            .ok_or_else(|| EngineError::Recipient(format!("{phone} is not a phone number")))?
+            .to_owned();
+        self.record(Action::PairCode { phone: digits });
+        if self.ingest.status().snapshot().state.is_linked() {
+            return Err(EngineError::Failed(
+                "this server is already linked; run `whatsapp-mcp logout` first".to_owned(),
+            ));
+        }
+        self.scan_later(delay, false);
+        Ok(FAKE_PAIR_CODE.to_owned())
+    }
+
+    async fn logout(&self, wipe_archive: bool) -> Result<(), EngineError> {
+        self.record(Action::Logout { wipe_archive });
+        if wipe_archive {
+            return Err(EngineError::Unavailable(
+                "the fake engine keeps its archive".to_owned(),
+            ));
+        }
+        self.emit(EngineEvent::NotLinked {
+            note: Some("unlinked with `whatsapp-mcp logout`".to_owned()),
+        })
+        .await
+        .map_err(|err| EngineError::Failed(err.to_string()))
     }
 }
