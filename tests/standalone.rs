@@ -315,6 +315,10 @@ mod with_the_fake_engine {
         assert_eq!(state["state"], "not_linked", "{state}");
         assert!(state["account"].is_null());
 
+        let (code, stdout, stderr) = run(&["logout", "--wipe-archive"], &service.client_env);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("the archive are deleted"), "{stdout}");
+
         // A bad number is refused before anything is asked of WhatsApp.
         let (code, stdout, stderr) = run(&["pair", "--phone", "12"], &service.client_env);
         assert_eq!(code, 1, "{stdout}{stderr}");

@@ -692,9 +692,9 @@ impl Engine for FakeEngine {
     async fn logout(&self, wipe_archive: bool) -> Result<(), EngineError> {
         self.record(Action::Logout { wipe_archive });
         if wipe_archive {
-            return Err(EngineError::Unavailable(
-                "the fake engine keeps its archive".to_owned(),
-            ));
+            self.ingest.store().clear_archive().await.map_err(|err| {
+                EngineError::Failed(format!("could not delete the archive: {err}"))
+            })?;
         }
         self.emit(EngineEvent::NotLinked {
             note: Some("unlinked with `whatsapp-mcp logout`".to_owned()),

@@ -4,6 +4,7 @@
 //! response carries headers that keep browsers from sniffing, framing or leaking it.
 
 mod auth;
+mod link;
 mod pages;
 
 use axum::Router;
@@ -11,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 pub use auth::{AccessPolicy, require_token};
@@ -30,6 +31,9 @@ pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
         .route("/api/session-backend", get(session_backend))
         .route("/status", get(status_page))
         .route("/qr", get(qr_page))
+        .route("/api/link", get(link::get_link).post(link::post_link))
+        .route("/api/pair", post(link::post_pair))
+        .route("/api/logout", post(link::post_logout))
         .fallback(not_found)
         .with_state(ctx)
         .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT))
