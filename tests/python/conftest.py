@@ -217,7 +217,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            raise AssertionError(f"whatsapp-mcp serve ignored SIGTERM:\n{self.log()}")
+            raise AssertionError(f"whatsapp-mcp serve ignored SIGTERM:\n{self.log()}") from None
         assert process.returncode == 0, f"serve exited with {process.returncode}:\n{self.log()}"
         assert stdout == b"", f"serve wrote to stdout: {stdout[:200]!r}"
 

@@ -81,7 +81,9 @@ async def test_wrong_arguments_are_tool_errors(
         ("mark_read", {"chat_jid": "31699999999", "message_ids": ["X"]}),
     ],
 )
-async def test_unknown_chats_point_to_list_chats(server: Server, tool: str, arguments: dict) -> None:
+async def test_unknown_chats_point_to_list_chats(
+    server: Server, tool: str, arguments: dict
+) -> None:
     text = await server.fail(tool, arguments)
     assert "unknown chat" in text and "list_chats" in text, text
     await still_serving(server)

@@ -1,7 +1,7 @@
 """What only HTTP clients can get wrong: bodies that are not JSON-RPC, bodies over the limit,
 foreign origins and host names, unknown SSE sessions, and the bearer token for other machines.
-Raw requests go out with the SDK's HTTP client (httpx2); an MCP session opened with the SDK beforehand must keep
-working after each of them.
+Raw requests go out with the SDK's HTTP client (httpx2); an MCP session opened with the SDK
+beforehand must keep working after each of them.
 """
 
 from __future__ import annotations

@@ -134,5 +134,7 @@ async def test_sending_without_a_linked_account_says_how_to_link(unlinked: Serve
     assert status["message_count"] == 0
     # The refused message was not archived either.
     assert (await unlinked.call("list_chats"))["count"] == 0
-    report = json.loads((await unlinked.session.read_resource("whatsapp://status")).contents[0].text)
+    report = json.loads(
+        (await unlinked.session.read_resource("whatsapp://status")).contents[0].text
+    )
     assert report["state"] == "not_linked" and report["account"] is None

@@ -285,7 +285,8 @@ async def test_list_messages_filters_by_chat_sender_time_and_pages(server: Serve
     assert ids(page["messages"]) == [f"DEMO-B{i:02}" for i in range(34, 29, -1)]
 
     oldest = await server.call(
-        "list_messages", {"chat_jid": BOB, "before": "2026-01-01T00:11:30Z", "include_context": False}
+        "list_messages",
+        {"chat_jid": BOB, "before": "2026-01-01T00:11:30Z", "include_context": False},
     )
     by_id = {m["id"]: m for m in oldest["messages"]}
     assert set(by_id) == {"DEMO-B00", "DEMO-B01"}
@@ -405,7 +406,9 @@ async def test_send_message_is_archived_as_our_own(server: Server) -> None:
     assert message["chat_jid"] == ADA and message["from_me"] is True and message["text"] == text
     assert message["chat_name"] == "Ada Lovelace"
     assert (await newest_in(server, ADA))["id"] == message["id"]
-    found = await server.call("list_messages", {"query": text.split()[-1], "include_context": False})
+    found = await server.call(
+        "list_messages", {"query": text.split()[-1], "include_context": False}
+    )
     assert ids(found["messages"]) == [message["id"]]
     assert found["messages"][0]["from_me"] is True
     chats = await server.call("list_chats")
@@ -437,9 +440,7 @@ async def test_send_audio_message_sends_a_voice_note(server: Server) -> None:
     sent = await server.call("send_audio_message", {"recipient": ADA, "media_path": "voice.ogg"})
     media = sent["message"]["media"]
     assert media["media_type"] == "voice" and media["size_bytes"] == len(VOICE_BYTES)
-    refused = await server.fail(
-        "send_audio_message", {"recipient": ADA, "media_path": "note.txt"}
-    )
+    refused = await server.fail("send_audio_message", {"recipient": ADA, "media_path": "note.txt"})
     assert "not an audio file" in refused and "send_file" in refused
 
 
@@ -471,7 +472,9 @@ async def test_send_reaction_shows_on_the_message(server: Server) -> None:
 async def test_mark_read_clears_the_unread_count(server: Server) -> None:
     before = await server.call("get_chat", {"chat_jid": ADA, "include_last_message": False})
     assert before["unread_count"] == 2, "the demo archive has two unread messages from Ada"
-    result = await server.call("mark_read", {"chat_jid": ADA, "message_ids": ["DEMO-A6", "DEMO-A7"]})
+    result = await server.call(
+        "mark_read", {"chat_jid": ADA, "message_ids": ["DEMO-A6", "DEMO-A7"]}
+    )
     assert result == {"chat_jid": ADA, "message_ids": ["DEMO-A6", "DEMO-A7"]}
     chat = await server.call("get_chat", {"chat_jid": ADA})
     assert chat["unread_count"] == 0
