@@ -63,6 +63,9 @@ pub async fn run(
             .into_future(),
     );
 
+    // Subscribe before the first report, so a state change that lands while it is being built
+    // still wakes the mirror below instead of being counted as already seen.
+    let changes = ctx.status.subscribe();
     let first_line = report::status_line(&report::build(&ctx).await);
     notifier.ready(&first_line);
     tracing::info!(
@@ -78,7 +81,12 @@ pub async fn run(
         tracing::debug!(?interval, "watchdog enabled");
         notifier.spawn_watchdog(interval)
     });
-    let status_mirror = tokio::spawn(mirror_status(ctx.clone(), notifier.clone(), first_line));
+    let status_mirror = tokio::spawn(mirror_status(
+        ctx.clone(),
+        notifier.clone(),
+        first_line,
+        changes,
+    ));
 
     shutdown.await;
     tracing::info!("stop requested; draining connections");
@@ -110,8 +118,12 @@ fn into_tokio(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::Tcp
 }
 
 /// Keeps systemd's `STATUS=` line in step with the link state and the archive size.
-async fn mirror_status(ctx: AppContext, notifier: Notifier, mut last: String) {
-    let mut changes = ctx.status.subscribe();
+async fn mirror_status(
+    ctx: AppContext,
+    notifier: Notifier,
+    mut last: String,
+    mut changes: watch::Receiver<crate::state::EngineStatus>,
+) {
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },

@@ -116,6 +116,16 @@ fn offline_it_backs_off_idles_reports_and_stops_cleanly() {
     );
     let lines = notify.collect_until(Duration::from_secs(2), |_| false);
     assert!(lines.iter().any(|l| l == "READY=1"), "{lines:?}");
+    // systemd's STATUS= follows the link state, not just the first line it was given.
+    let last_status = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("STATUS="))
+        .unwrap_or_else(|| panic!("no STATUS= in {lines:?}"));
+    assert!(
+        last_status.contains("not linked") || last_status.contains("disconnected"),
+        "{lines:?}"
+    );
 
     // SIGTERM while it waits to retry: out promptly and with exit 0.
     let stopping = Instant::now();
