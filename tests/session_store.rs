@@ -1014,3 +1014,63 @@ async fn postgres_outage_gives_clear_errors_and_heals_without_reopening() {
     );
     assert!(store.exists().await.unwrap());
 }
+
+/// `logout` wipes the session: every session row goes, so the next start links as a new device,
+/// while the archive beside it (same SQLite file, or same PostgreSQL database) is untouched.
+async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
+    use whatsapp_mcp::jid::Jid;
+    use whatsapp_mcp::store::model::NewMessage;
+
+    let archive = whatsapp_mcp::store::open(url).await.unwrap();
+    archive
+        .insert_messages(vec![NewMessage {
+            chat: Jid::parse("31611111111").unwrap(),
+            id: "kept".to_owned(),
+            sender: None,
+            timestamp: 1,
+            from_me: true,
+            text: Some("still here after logout".to_owned()),
+            caption: None,
+            quoted_id: None,
+            media: None,
+        }])
+        .await
+        .unwrap();
+    let store = open(url).await;
+    write_everything(&*store, &paired_device()).await;
+    drop(store);
+    assert!(session::health(url).await.initialized);
+
+    whatsapp_mcp::engine::whatsapp::wipe::wipe_session(url)
+        .await
+        .unwrap();
+
+    let reopened = open(url).await;
+    assert!(
+        !reopened.exists().await.unwrap(),
+        "the device identity is gone"
+    );
+    assert!(reopened.load().await.unwrap().is_none());
+    assert!(
+        reopened
+            .load_identity("31612345678@s.whatsapp.net")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(archive.stats().await.unwrap().message_count, 1);
+    // A wiped store takes a new device, as a fresh link does.
+    assert_eq!(reopened.create().await.unwrap(), session::DEVICE_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wipe_leaves_the_archive() {
+    let (_place, url) = Place::sqlite();
+    wipe_leaves_the_archive(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wipe_leaves_the_archive() {
+    let (_place, url) = Place::postgres();
+    wipe_leaves_the_archive(&url).await;
+}
