@@ -621,15 +621,10 @@ impl Engine for FakeEngine {
             .ok_or_else(|| EngineError::Media("the message has no file hash".to_owned()))?;
         let name = super::media::file_name(&expected, media.mime_type.as_deref());
         let path = self.media_dir.join(name);
-        if let Ok(existing) = tokio::fs::read(&path).await
-            && Sha256::digest(&existing).as_slice() == expected.as_slice()
+        if let Some(copy) =
+            super::media::verified_copy(&path, &expected, media.mime_type.clone()).await
         {
-            return Ok(DownloadedMedia {
-                size_bytes: existing.len() as u64,
-                path,
-                mime_type: media.mime_type,
-                reused: true,
-            });
+            return Ok(copy);
         }
         // The fake's "server" only holds the demo image.
         if Sha256::digest(DEMO_IMAGE).as_slice() != expected.as_slice() {

@@ -30,6 +30,23 @@ fn extension(mime_type: &str) -> &'static str {
     }
 }
 
+/// An earlier download at `path`, if its content still hashes to `sha256` (a damaged or
+/// half-written copy is not reused).
+pub async fn verified_copy(
+    path: &Path,
+    sha256: &[u8],
+    mime_type: Option<String>,
+) -> Option<super::DownloadedMedia> {
+    use sha2::{Digest, Sha256};
+    let existing = tokio::fs::read(path).await.ok()?;
+    (Sha256::digest(&existing).as_slice() == sha256).then(|| super::DownloadedMedia {
+        path: path.to_path_buf(),
+        mime_type,
+        size_bytes: existing.len() as u64,
+        reused: true,
+    })
+}
+
 /// Writes `bytes` to `path` (which must be inside `dir`) through a temporary file and a rename,
 /// so a reader never sees half a file. The directory is created 0700 and the file 0600.
 pub async fn write_new(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

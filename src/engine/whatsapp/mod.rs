@@ -590,15 +590,10 @@ impl Engine for WhatsAppEngine {
             &expected,
             media.mime_type.as_deref(),
         ));
-        if let Ok(existing) = tokio::fs::read(&path).await
-            && Sha256::digest(&existing).as_slice() == expected.as_slice()
+        if let Some(copy) =
+            super::media::verified_copy(&path, &expected, media.mime_type.clone()).await
         {
-            return Ok(DownloadedMedia {
-                size_bytes: existing.len() as u64,
-                path,
-                mime_type: media.mime_type,
-                reused: true,
-            });
+            return Ok(copy);
         }
         let (Some(direct_path), Some(key), Some(enc_sha)) = (
             media.direct_path.clone(),
