@@ -8,8 +8,6 @@
 
 mod postgres;
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -146,7 +144,7 @@ async fn postgres_tables(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
 async fn open_sqlite(path: &Path) -> Result<whatsapp_rust_sqlite_storage::SqliteStore, StoreError> {
     let owned = path.to_owned();
     let lock = tokio::task::spawn_blocking(move || {
-        prepare_private_file(&owned)?;
+        crate::store::sqlite::prepare_private_file(&owned)?;
         crate::store::sqlite::lock_directory(&owned)
     })
     .await
@@ -165,27 +163,6 @@ async fn open_sqlite(path: &Path) -> Result<whatsapp_rust_sqlite_storage::Sqlite
         .map_err(|err| from_wacore(&err, &path.display().to_string()));
     drop(lock);
     opened
-}
-
-/// Creates the parent directory (0700) and the file (0600) if missing, and tightens the mode
-/// of an existing file, before SQLite creates it with the process umask.
-fn prepare_private_file(path: &Path) -> Result<(), StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|err| {
-                StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
-            })?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|_| std::fs::set_permissions(path, Permissions::from_mode(0o600)))
-        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))
 }
 
 /// whatsapp-rust's storage error in our terms, with its cause chain spelled out (its own

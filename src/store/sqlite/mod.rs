@@ -5,7 +5,7 @@
 
 mod archive;
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -118,21 +118,9 @@ impl SqliteStore {
 }
 
 fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|err| {
-                StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
-            })?;
-    }
+    prepare_private_file(path)?;
     let mut conn = Connection::open(path)
         .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
-    // The archive holds private messages: keep it readable by the service alone.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|err| {
-        StoreError::Unavailable(format!("cannot restrict {}: {err}", path.display()))
-    })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(map_error)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -150,6 +138,28 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     drop(lock);
     migrated?;
     Ok(conn)
+}
+
+/// Creates the parent directory (0700) and the file (0600) if missing, and tightens the mode of
+/// an existing file, before SQLite opens it with the process umask: the archive holds private
+/// messages and the session store the keys that let anyone act as this linked device.
+pub(crate) fn prepare_private_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| {
+                StoreError::Unavailable(format!("cannot create {}: {err}", parent.display()))
+            })?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))
 }
 
 /// Takes an exclusive lock on the database's directory until the returned handle is dropped.
