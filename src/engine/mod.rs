@@ -159,22 +159,13 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     async fn shutdown(&self) {}
 }
 
-/// Starts the engine this process runs with and returns it.
+/// Starts the engine this process runs with and returns it: the real engine on the session
+/// database `session_url` by default, none when `WHATSAPP_MCP_ENGINE=none` (or no session
+/// database is given).
 ///
 /// Builds with the `fake-engine` feature accept `WHATSAPP_MCP_ENGINE=fake` (tests only), with
 /// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
-/// or `logged-out` / `stream-replaced` (start in that state), or `scan-after:MS` (not linked;
-/// linking works and the phone "scans" MS milliseconds after it starts).
-pub async fn start(
-    store: std::sync::Arc<dyn crate::store::Store>,
-    status: crate::state::StatusHandle,
-    media_dir: PathBuf,
-) -> Result<std::sync::Arc<dyn Engine>, String> {
-    start_with_session(store, status, media_dir, None).await
-}
-
-/// [`start`], with the WhatsApp session database the real engine (`WHATSAPP_MCP_ENGINE=whatsapp`)
-/// keeps its device identity in.
+/// `logged-out` / `stream-replaced` (start in that state) or `scan-after:MS` (link on request).
 pub async fn start_with_session(
     store: std::sync::Arc<dyn crate::store::Store>,
     status: crate::state::StatusHandle,

@@ -68,10 +68,12 @@ fn run_standalone(config: Config) -> ExitCode {
             }
         };
         let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
-        let engine = match crate::engine::start(
+        // The engine runs here, with its own session: this process is the one WhatsApp device.
+        let engine = match crate::engine::start_with_session(
             Arc::clone(&store),
             status.clone(),
             config.media_dir.clone(),
+            Some(&config.session_database_url),
         )
         .await
         {
@@ -81,7 +83,7 @@ fn run_standalone(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let ctx = AppContext::new(config, status, store, engine);
+        let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
         let service = match WhatsAppTools::new(ctx)
             .serve(rmcp::transport::stdio())
             .await
@@ -92,7 +94,10 @@ fn run_standalone(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match service.waiting().await {
+        let outcome = service.waiting().await;
+        // Close the WhatsApp connection cleanly so the session is saved.
+        engine.shutdown().await;
+        match outcome {
             Ok(_) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("whatsapp-mcp stdio: {err}");
