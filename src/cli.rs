@@ -15,8 +15,8 @@ use crate::state::{EngineStatus, LinkState, StatusHandle};
 use crate::systemd::Notifier;
 use crate::{logging, server, store};
 
-/// Exit code for a command that exists but is not available in this version.
-const EXIT_NOT_AVAILABLE: u8 = 2;
+/// Exit code for a usage error, the same as clap uses for bad arguments.
+const EXIT_USAGE: u8 = 2;
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG). The service unit lists it in
 /// `RestartPreventExitStatus=` so a broken config does not restart in a loop.
 pub const EXIT_CONFIG: u8 = 78;
@@ -103,7 +103,7 @@ pub fn main() -> ExitCode {
             },
             None => {
                 let _ = Cli::command().print_help();
-                return ExitCode::from(EXIT_NOT_AVAILABLE);
+                return ExitCode::from(EXIT_USAGE);
             }
         },
     };
