@@ -591,9 +591,23 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|err| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: err.to_string().trim_end().to_owned(),
+    toml::from_str(text).map_err(|err: toml::de::Error| {
+        // The parser's own rendering quotes the offending line, which may be the token's or a
+        // database URL's: name the place and the problem only.
+        let message = err.message().trim_end();
+        let message = match err.span() {
+            Some(span) => {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message.to_owned(),
+        };
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        }
     })
 }
 
@@ -636,11 +650,35 @@ fn resolve_token(
     Ok((None, None))
 }
 
+/// Largest token file read; a token is a line, so anything longer is the wrong file (and a
+/// device such as /dev/zero must not be read forever).
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 fn read_token_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    use std::io::Read as _;
+    let cannot_read = |err: std::io::Error| {
         ConfigError::invalid(
             key,
             format!("cannot read token file {}: {err}", path.display()),
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "token file {} is longer than {MAX_TOKEN_FILE_BYTES} bytes: it should hold the token alone",
+                path.display()
+            ),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("token file {} is not UTF-8 text", path.display()),
         )
     })?;
     validate_token(key, &text)
@@ -912,5 +950,32 @@ mod tests {
             config.token.as_ref().map(Secret::expose),
             Some("abcdefghijklmnopqrstuvwxyz")
         );
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_without_quoting_the_line() {
+        let err = load(
+            "[auth]\ntoken = \"tok-en-never-shown-0123\" trailing\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 2, column"), "{err}");
+        assert!(!err.contains("tok-en-never-shown"), "{err}");
+    }
+
+    #[test]
+    fn a_token_file_that_is_not_a_token_is_refused_without_reading_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(10_000)).unwrap();
+        let err = load("", &[("WHATSAPP_MCP_TOKEN_FILE", big.to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than 4096 bytes"), "{err}");
+        let err = load("", &[("WHATSAPP_MCP_TOKEN_FILE", "/dev/zero")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+mod connections;
 pub mod engine;
 pub mod http;
 pub mod jid;

@@ -4,12 +4,12 @@
 //! from the config, or `127.0.0.1:0` in a test.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::connections;
 use crate::http::{self, AccessPolicy};
 use crate::listeners::Listeners;
 use crate::mcp;
@@ -41,27 +41,19 @@ pub async fn run(
     let policy = AccessPolicy::new(ctx.config.token.clone());
     // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
     let mcp_endpoint = mcp::Endpoint::new(ctx.clone(), policy.clone());
-    let bridge_app = http::bridge_router(ctx.clone(), policy)
-        .merge(mcp_endpoint.bridge_routes())
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let mcp_app = mcp_endpoint
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let bridge_app = http::bridge_router(ctx.clone(), policy).merge(mcp_endpoint.bridge_routes());
+    let mcp_app = mcp_endpoint.router();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let bridge_task = tokio::spawn(
-        axum::serve(bridge, bridge_app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let mcp_task = tokio::spawn(
-        axum::serve(mcp_listener, mcp_app)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
-    );
+    let bridge_task = tokio::spawn(connections::serve(
+        bridge,
+        bridge_app,
+        stopped(stop_rx.clone()),
+    ));
+    let mcp_task = tokio::spawn(connections::serve(mcp_listener, mcp_app, stopped(stop_rx)));
 
     // Subscribe before the first report, so a state change that lands while it is being built
     // still wakes the mirror below instead of being counted as already seen.
@@ -97,8 +89,8 @@ pub async fn run(
 
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let (bridge_result, mcp_result) = tokio::join!(bridge_task, mcp_task);
-        bridge_result.context("bridge server task")??;
-        mcp_result.context("MCP server task")??;
+        bridge_result.context("bridge server task")?;
+        mcp_result.context("MCP server task")?;
         anyhow::Ok(())
     })
     .await;

@@ -194,6 +194,14 @@ pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next
             );
             if over_limit {
                 too_large()
+            } else if crate::connections::is_body_timeout(&err) {
+                refusal(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "the request body did not arrive within {} s",
+                        crate::connections::BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
             } else {
                 refusal(
                     StatusCode::BAD_REQUEST,
