@@ -17,16 +17,19 @@ use serde::Serialize;
 
 pub use auth::{AccessPolicy, require_token};
 
+use crate::mcp::guard::OriginGuard;
 use crate::report::{self, AppContext};
 use crate::state::LinkState;
 
 /// Largest request body the bridge accepts; it has no endpoint that takes a body yet.
 const BRIDGE_BODY_LIMIT: usize = 64 * 1024;
 
-/// The bridge's routes, guarded by `policy`.
+/// The bridge's routes, guarded by `policy` and, except for `/health`, by the same Host/Origin
+/// rule as the MCP endpoints: a page that rebinds its own DNS name to 127.0.0.1 would otherwise
+/// be "same origin" with the bridge and could read the QR code or log the account out.
 pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
+    let origin_guard = OriginGuard::new(&ctx.config);
     Router::new()
-        .route("/health", get(health))
         .route("/api/status", get(api_status))
         .route("/api/session-backend", get(session_backend))
         .route("/status", get(status_page))
@@ -36,9 +39,26 @@ pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
         .route("/api/logout", post(link::post_logout))
         .fallback(not_found)
         .with_state(ctx)
+        .layer(middleware::from_fn_with_state(origin_guard, same_site_only))
+        .route("/health", get(health))
         .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(policy, require_token))
         .layer(middleware::map_response(security_headers))
+}
+
+/// Middleware: refuses requests for a foreign `Host` or from a foreign `Origin` (see
+/// [`OriginGuard`]), answering in the bridge's own error shape.
+async fn same_site_only(
+    State(guard): State<OriginGuard>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err((status, message)) => {
+            (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+        }
+    }
 }
 
 /// Headers every response gets: no sniffing, no framing, no referrer, and a content policy

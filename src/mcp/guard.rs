@@ -100,12 +100,12 @@ impl OriginGuard {
         {
             tracing::warn!(
                 host,
-                "refused an MCP request for a foreign Host (DNS-rebinding guard)"
+                "refused a request for a foreign Host (DNS-rebinding guard)"
             );
             return Err((
                 StatusCode::FORBIDDEN,
                 format!(
-                    "forbidden: this MCP endpoint answers to localhost only, not to Host {host:?}; clients on other machines send `Authorization: Bearer <token>`"
+                    "forbidden: this server answers to localhost only, not to Host {host:?}; clients on other machines send `Authorization: Bearer <token>`"
                 ),
             ));
         }
@@ -120,7 +120,7 @@ impl OriginGuard {
             let listed =
                 normalise_origin(raw).is_some_and(|o| self.inner.allowed_origins.contains(&o));
             if !(same_origin || listed) {
-                tracing::warn!(origin = raw, "refused an MCP request from a foreign Origin");
+                tracing::warn!(origin = raw, "refused a request from a foreign Origin");
                 return Err((
                     StatusCode::FORBIDDEN,
                     format!(
