@@ -10,7 +10,7 @@ use std::sync::Arc;
 use whatsapp_mcp::config::DatabaseUrl;
 use whatsapp_mcp::jid::{ChatKind, Jid};
 use whatsapp_mcp::store::model::{
-    ChatQuery, ChatSort, ChatUpdate, ContactUpdate, Media, MessageQuery, NewMessage, Page,
+    ChatQuery, ChatSort, ChatUpdate, ContactUpdate, Delivery, Media, MessageQuery, NewMessage, Page,
 };
 use whatsapp_mcp::store::{self, Store, StoreError};
 
@@ -86,6 +86,7 @@ contract!(
     context_surrounds_a_message_in_order,
     messages_are_found_by_id_alone,
     edits_deletes_and_reactions,
+    delivery_status_only_moves_forward,
     groups_list_participants_with_names,
     interactions_across_chats,
     concurrent_writers_lose_nothing,
@@ -654,6 +655,83 @@ async fn edits_deletes_and_reactions(f: &Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn delivery_status_only_moves_forward(f: &Fixture) {
+    let store = &*f.store;
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+    store
+        .insert_messages(vec![
+            text(ADA, "mine-1", None, 100, "first"),
+            text(ADA, "mine-2", None, 110, "second"),
+            text(ADA, "theirs", Some(ADA), 120, "an answer"),
+        ])
+        .await
+        .unwrap();
+    let delivery = |id: &'static str| async move {
+        store
+            .message(jid(ADA), id.to_owned())
+            .await
+            .unwrap()
+            .delivery
+    };
+    assert_eq!(delivery("mine-1").await, None);
+
+    let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let changed = store
+        .set_delivery(jid(ADA), ids(&["mine-1", "mine-2"]), Delivery::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    // A read receipt addressed to the LID lands on the same chat; the late "sent" ack and a
+    // second "delivered" do not move it back.
+    store
+        .set_delivery(jid(ADA_LID), ids(&["mine-1"]), Delivery::Read)
+        .await
+        .unwrap();
+    for late in [Delivery::Sent, Delivery::Delivered] {
+        let changed = store
+            .set_delivery(jid(ADA), ids(&["mine-1"]), late)
+            .await
+            .unwrap();
+        assert_eq!(changed, 0, "{late:?} must not overwrite read");
+    }
+    assert_eq!(delivery("mine-1").await, Some(Delivery::Read));
+    assert_eq!(delivery("mine-2").await, Some(Delivery::Delivered));
+
+    // Other people's messages, unknown ids and unknown chats carry no delivery status.
+    let changed = store
+        .set_delivery(jid(ADA), ids(&["theirs", "never-stored"]), Delivery::Read)
+        .await
+        .unwrap();
+    assert_eq!(changed, 0);
+    assert_eq!(delivery("theirs").await, None);
+    let changed = store
+        .set_delivery(jid(BOB), ids(&["mine-1"]), Delivery::Played)
+        .await
+        .unwrap();
+    assert_eq!(changed, 0);
+    assert_eq!(
+        store
+            .set_delivery(jid(ADA), Vec::new(), Delivery::Read)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Listings carry it too.
+    let listed = store
+        .list_messages(MessageQuery {
+            chat: Some(jid(ADA)),
+            ..MessageQuery::default()
+        })
+        .await
+        .unwrap();
+    let statuses: Vec<_> = listed.iter().map(|m| (m.id.as_str(), m.delivery)).collect();
+    assert!(
+        statuses.contains(&("mine-1", Some(Delivery::Read))),
+        "{statuses:?}"
+    );
 }
 
 async fn groups_list_participants_with_names(f: &Fixture) {

@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use crate::jid::Jid;
 use crate::state::{Account, LinkState, QrCode, StatusHandle};
-use crate::store::model::{ChatUpdate, ContactUpdate, NewMessage};
+use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, NewMessage};
 use crate::store::{Store, StoreError};
 
 /// One conversation's worth of a history sync chunk.
@@ -81,6 +81,12 @@ pub enum EngineEvent {
         chat: Jid,
         message_id: String,
         timestamp: i64,
+    },
+    /// How far some of our own messages in `chat` got (receipts, server acks, history sync).
+    Delivery {
+        chat: Jid,
+        message_ids: Vec<String>,
+        delivery: Delivery,
     },
     /// Names from the address book, push names or business profiles.
     Contacts(Vec<ContactUpdate>),
@@ -252,6 +258,13 @@ impl Ingest {
                     .delete_message(chat, message_id, timestamp)
                     .await,
             )?,
+            EngineEvent::Delivery {
+                chat,
+                message_ids,
+                delivery,
+            } => {
+                self.store.set_delivery(chat, message_ids, delivery).await?;
+            }
             EngineEvent::Contacts(contacts) => self.store.upsert_contacts(contacts).await?,
             EngineEvent::LidMapping { lid, phone } => self.store.link_lid(lid, phone).await?,
             EngineEvent::Chats(chats) => self.store.upsert_chats(chats).await?,

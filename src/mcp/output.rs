@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::jid::Jid;
 use crate::report::iso;
-use crate::store::model::{Chat, Contact, Media, Message, MessageContext, Participant, Reaction};
+use crate::store::model::{
+    Chat, Contact, Delivery, Media, Message, MessageContext, Participant, Reaction,
+};
 
 /// Unix seconds as ISO-8601 UTC; out-of-range values (never written by the store) become `None`.
 pub(crate) fn iso_time(secs: i64) -> Option<String> {
@@ -141,6 +143,9 @@ pub struct MessageOut {
     pub edited_at: Option<String>,
     /// True when it was deleted for everyone (its content is gone).
     pub deleted: bool,
+    /// For our own messages, how far it got: "sent", "delivered", "read" or "played" (in a
+    /// group: by at least one member); null when unknown or not ours.
+    pub delivery: Option<&'static str>,
     /// Reactions to this message.
     pub reactions: Vec<ReactionOut>,
 }
@@ -162,6 +167,7 @@ impl From<Message> for MessageOut {
             media: message.media.map(MediaOut::from),
             edited_at: message.edited_at.and_then(iso_time),
             deleted: message.deleted_at.is_some(),
+            delivery: message.delivery.map(Delivery::as_str),
             reactions: message.reactions.into_iter().map(Into::into).collect(),
         }
     }

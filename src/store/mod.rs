@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::config::{BackendKind, DatabaseUrl};
 use crate::jid::Jid;
 use model::{
-    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
-    NewMessage, Page, Participant,
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
+    MessageQuery, NewMessage, Page, Participant,
 };
 
 pub use postgres::PostgresStore;
@@ -116,6 +116,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: String,
         deleted_at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Moves our own messages `ids` in `chat` forward to `delivery` (never backward). Ids that
+    /// are not stored, or not ours, are skipped: a receipt can arrive for a message sent before
+    /// this archive existed. Returns how many messages changed.
+    async fn set_delivery(
+        &self,
+        chat: Jid,
+        ids: Vec<String>,
+        delivery: Delivery,
+    ) -> Result<u64, StoreError>;
 
     /// Sets `sender`'s reaction to a message; an empty emoji removes it.
     async fn set_reaction(

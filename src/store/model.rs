@@ -149,7 +149,52 @@ pub struct Message {
     pub media: Option<Media>,
     pub edited_at: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// How far one of our own messages got; `None` for other people's messages.
+    pub delivery: Option<Delivery>,
     pub reactions: Vec<Reaction>,
+}
+
+/// How far one of our own messages got. The order matters: a status only ever moves forward,
+/// because receipts arrive out of order (a read receipt can overtake the delivery receipt).
+/// In a group it is the furthest any member got: "read" means at least one member read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// WhatsApp's server has the message.
+    Sent = 1,
+    /// It reached the recipient's phone.
+    Delivered = 2,
+    /// The recipient opened it.
+    Read = 3,
+    /// The recipient played the voice note or video.
+    Played = 4,
+}
+
+impl Delivery {
+    /// The number the archive stores.
+    pub fn rank(self) -> i16 {
+        self as i16
+    }
+
+    /// The status a stored number stands for; unknown numbers (a newer schema) read as `None`.
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        match rank {
+            1 => Some(Self::Sent),
+            2 => Some(Self::Delivered),
+            3 => Some(Self::Read),
+            4 => Some(Self::Played),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+        }
+    }
 }
 
 /// A stored chat with its resolved name and latest message.

@@ -3,6 +3,8 @@
 //! Pure functions only: the same translation serves live messages, our own sends and every
 //! history sync chunk, and the unit tests feed it protobufs built by hand.
 
+use std::collections::BTreeMap;
+
 use whatsapp_rust::buffa;
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
@@ -10,7 +12,7 @@ use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as Protoco
 
 use crate::engine::ingest::{EngineEvent, HistoryConversation};
 use crate::jid::Jid;
-use crate::store::model::{ChatUpdate, ContactUpdate, Media, NewMessage};
+use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, NewMessage};
 
 /// One of whatsapp-rust's JIDs as ours: device and agent parts dropped; `None` for addresses
 /// the archive has no use for (server JIDs, malformed input).
@@ -353,6 +355,7 @@ pub(super) fn history_events(
             .mute_end_time
             .and_then(|t| i64::try_from(t).ok());
         let mut messages = Vec::new();
+        let mut delivered: BTreeMap<Delivery, Vec<String>> = BTreeMap::new();
         for item in &conversation.messages {
             let Some(info) = item.message.as_option() else {
                 continue;
@@ -368,7 +371,26 @@ pub(super) fn history_events(
                 }
             }
             after.extend(stored_reactions(&envelope, info, me));
+            if let Some(delivery) = envelope
+                .from_me
+                .then(|| info.status.and_then(history_delivery))
+                .flatten()
+            {
+                delivered
+                    .entry(delivery)
+                    .or_default()
+                    .push(envelope.id.clone());
+            }
         }
+        after.extend(
+            delivered
+                .into_iter()
+                .map(|(delivery, message_ids)| EngineEvent::Delivery {
+                    chat: chat.clone(),
+                    message_ids,
+                    delivery,
+                }),
+        );
         if chat.chat_kind() == crate::jid::ChatKind::Group && !conversation.participant.is_empty() {
             let participants = conversation
                 .participant
@@ -408,6 +430,60 @@ pub(super) fn history_events(
     events.extend(groups);
     events.extend(after);
     events
+}
+
+/// How far one of our messages got, as a history sync entry records it.
+fn history_delivery(status: wa::web_message_info::Status) -> Option<Delivery> {
+    use wa::web_message_info::Status;
+    match status {
+        Status::SERVER_ACK => Some(Delivery::Sent),
+        Status::DELIVERY_ACK => Some(Delivery::Delivered),
+        Status::READ => Some(Delivery::Read),
+        Status::PLAYED => Some(Delivery::Played),
+        Status::ERROR | Status::PENDING => None,
+    }
+}
+
+/// A delivery, read or played receipt for messages in a chat. Receipts our own other devices
+/// send (`read-self`) and the protocol's retry and error receipts say nothing about how far our
+/// messages got, so they map to nothing.
+pub(super) fn receipt_delivery(
+    receipt: &whatsapp_rust::types::events::Receipt,
+) -> Option<EngineEvent> {
+    use whatsapp_rust::types::presence::ReceiptType;
+    let delivery = match receipt.r#type {
+        ReceiptType::Sent => Delivery::Sent,
+        ReceiptType::Delivered => Delivery::Delivered,
+        ReceiptType::Read => Delivery::Read,
+        ReceiptType::Played => Delivery::Played,
+        _ => return None,
+    };
+    let chat = jid(&receipt.source.chat)?;
+    let message_ids: Vec<String> = receipt
+        .message_ids
+        .iter()
+        .filter(|id| !id.is_empty())
+        .cloned()
+        .collect();
+    (!message_ids.is_empty()).then_some(EngineEvent::Delivery {
+        chat,
+        message_ids,
+        delivery,
+    })
+}
+
+/// The server took one of our messages: it counts as sent. Nacks and acks of other stanzas
+/// (receipts, notifications) map to nothing.
+pub(super) fn ack_delivery(ack: &whatsapp_rust::types::events::ServerAck) -> Option<EngineEvent> {
+    if ack.class.as_deref() != Some("message") || ack.error.is_some() || ack.id.is_empty() {
+        return None;
+    }
+    let chat = jid(ack.from.as_ref()?)?;
+    Some(EngineEvent::Delivery {
+        chat,
+        message_ids: vec![ack.id.clone()],
+        delivery: Delivery::Sent,
+    })
 }
 
 fn rank_name(rank: Option<wa::group_participant::Rank>) -> String {
@@ -675,5 +751,122 @@ mod tests {
         assert!(
             matches!(&events[2], EngineEvent::Contacts(c) if c[0].push_name.as_deref() == Some("Ada"))
         );
+    }
+
+    #[test]
+    fn history_records_how_far_our_messages_got() {
+        let message = |id: &str, from_me: bool, status| wa::HistorySyncMsg {
+            message: MessageField::some(wa::WebMessageInfo {
+                key: MessageField::some(wa::MessageKey {
+                    remote_jid: Some("31611111111@s.whatsapp.net".to_owned()),
+                    from_me: Some(from_me),
+                    id: Some(id.to_owned()),
+                    participant: None,
+                }),
+                message: MessageField::some(wa::Message {
+                    conversation: Some("text".to_owned()),
+                    ..Default::default()
+                }),
+                message_timestamp: Some(1_700_000_000),
+                status,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        use wa::web_message_info::Status;
+        let sync = wa::HistorySync {
+            conversations: vec![wa::Conversation {
+                id: "31611111111@s.whatsapp.net".to_owned(),
+                messages: vec![
+                    message("R1", true, Some(Status::READ)),
+                    message("R2", true, Some(Status::READ)),
+                    message("D1", true, Some(Status::DELIVERY_ACK)),
+                    message("P1", true, Some(Status::PENDING)),
+                    message("IN", false, Some(Status::READ)),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut statuses: Vec<(Delivery, Vec<String>)> = history_events(&sync, None, None)
+            .into_iter()
+            .filter_map(|event| match event {
+                EngineEvent::Delivery {
+                    delivery,
+                    message_ids,
+                    ..
+                } => Some((delivery, message_ids)),
+                _ => None,
+            })
+            .collect();
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [
+                (Delivery::Delivered, vec!["D1".to_owned()]),
+                (Delivery::Read, vec!["R1".to_owned(), "R2".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn receipts_and_acks_map_to_delivery_steps() {
+        use whatsapp_rust::types::events::{Receipt, ServerAck};
+        use whatsapp_rust::types::message::MessageSource;
+        use whatsapp_rust::types::presence::ReceiptType;
+        let chat: whatsapp_rust::Jid = "31611111111@s.whatsapp.net".parse().unwrap();
+        let receipt = |kind: ReceiptType| {
+            Receipt::builder()
+                .source(MessageSource {
+                    chat: chat.clone(),
+                    sender: chat.clone(),
+                    ..Default::default()
+                })
+                .message_ids(vec!["M1".to_owned(), "M2".to_owned()])
+                .timestamp(chrono::Utc::now())
+                .r#type(kind)
+                .offline(false)
+                .build()
+        };
+        for (kind, expected) in [
+            (ReceiptType::Delivered, Some(Delivery::Delivered)),
+            (ReceiptType::Read, Some(Delivery::Read)),
+            (ReceiptType::Played, Some(Delivery::Played)),
+            (ReceiptType::ReadSelf, None),
+            (ReceiptType::Retry, None),
+        ] {
+            let mapped = receipt_delivery(&receipt(kind.clone()));
+            match (mapped, expected) {
+                (None, None) => {}
+                (
+                    Some(EngineEvent::Delivery {
+                        chat,
+                        message_ids,
+                        delivery,
+                    }),
+                    Some(expected),
+                ) => {
+                    assert_eq!(delivery, expected);
+                    assert_eq!(chat.to_string(), "31611111111@s.whatsapp.net");
+                    assert_eq!(message_ids, ["M1", "M2"]);
+                }
+                (got, _) => panic!("{kind:?} mapped to {got:?}"),
+            }
+        }
+        let ack = |class: Option<&str>, error: Option<&str>| {
+            ServerAck::builder()
+                .id("M3".to_owned())
+                .maybe_class(class.map(str::to_owned))
+                .from(chat.clone())
+                .maybe_error(error.map(str::to_owned))
+                .build()
+        };
+        assert!(matches!(
+            ack_delivery(&ack(Some("message"), None)),
+            Some(EngineEvent::Delivery { delivery: Delivery::Sent, ref message_ids, .. })
+                if message_ids == &["M3"]
+        ));
+        assert_eq!(ack_delivery(&ack(Some("receipt"), None)), None);
+        assert_eq!(ack_delivery(&ack(Some("message"), Some("479"))), None);
     }
 }

@@ -8,6 +8,7 @@
 //! task by [`Forwarder`], which also records the lifecycle facts the connection supervisor acts
 //! on the moment they are dispatched.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,33 @@ pub(super) struct Observed {
 /// Shared between the forwarder (writer) and the supervisor (reader).
 pub(super) type ObservedCell = Arc<Mutex<Observed>>;
 
+/// The ids of the messages the server acknowledged most recently.
+///
+/// The server's ack can overtake the archiving of the message it acknowledges (`send_message`
+/// returns before the ack, and the ack is applied on another task), and a delivery status for a
+/// message not yet stored changes nothing. So the forwarder notes every ack here, inline, and
+/// the sender looks here after archiving its message.
+#[derive(Debug, Default)]
+pub(super) struct RecentAcks(Mutex<VecDeque<String>>);
+
+impl RecentAcks {
+    /// Plenty for the sends in flight at any moment; older ids have long been archived.
+    const KEEP: usize = 256;
+
+    fn note(&self, id: &str) {
+        if let Ok(mut ids) = self.0.lock() {
+            if ids.len() == Self::KEEP {
+                ids.pop_front();
+            }
+            ids.push_back(id.to_owned());
+        }
+    }
+
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|ids| ids.iter().any(|i| i == id))
+    }
+}
+
 fn observe(cell: &ObservedCell, edit: impl FnOnce(&mut Observed)) {
     if let Ok(mut observed) = cell.lock() {
         edit(&mut observed);
@@ -61,7 +89,7 @@ fn observe(cell: &ObservedCell, edit: impl FnOnce(&mut Observed)) {
 }
 
 /// The kinds this engine does something with; the bus skips building the rest.
-const INTERESTS: [EventKind; 22] = [
+const INTERESTS: [EventKind; 24] = [
     EventKind::Connected,
     EventKind::Disconnected,
     EventKind::PairSuccess,
@@ -84,18 +112,29 @@ const INTERESTS: [EventKind; 22] = [
     EventKind::MuteUpdate,
     EventKind::ArchiveUpdate,
     EventKind::DeleteMessageForMeUpdate,
+    EventKind::Receipt,
+    EventKind::ServerAck,
 ];
 
 /// Runs inline on the library's dispatch path: notes lifecycle facts, then queues the event.
 #[derive(Debug)]
 pub(super) struct Forwarder {
     observed: ObservedCell,
+    acks: Arc<RecentAcks>,
     queue: mpsc::UnboundedSender<Arc<Event>>,
 }
 
 impl Forwarder {
-    pub(super) fn new(observed: ObservedCell, queue: mpsc::UnboundedSender<Arc<Event>>) -> Self {
-        Self { observed, queue }
+    pub(super) fn new(
+        observed: ObservedCell,
+        acks: Arc<RecentAcks>,
+        queue: mpsc::UnboundedSender<Arc<Event>>,
+    ) -> Self {
+        Self {
+            observed,
+            acks,
+            queue,
+        }
     }
 }
 
@@ -148,6 +187,9 @@ impl EventHandler for Forwarder {
             // every log line is all there is to do here.
             Event::PairingCode(code) => crate::logging::register_secret(&code.code),
             Event::PairingQrCode(qr) => crate::logging::register_secret(&qr.code),
+            Event::ServerAck(ack) if convert::ack_delivery(ack).is_some() => {
+                self.acks.note(&ack.id);
+            }
             _ => {}
         }
         let _ = self.queue.send(event);
@@ -360,6 +402,14 @@ async fn handle(
             }
             Ok(())
         }
+        Event::Receipt(receipt) => match convert::receipt_delivery(receipt) {
+            Some(delivery) => ingest.apply(delivery).await,
+            None => Ok(()),
+        },
+        Event::ServerAck(ack) => match convert::ack_delivery(ack) {
+            Some(delivery) => ingest.apply(delivery).await,
+            None => Ok(()),
+        },
         Event::ContactUpdate(update) => {
             let Some(jid) = convert::jid(&update.jid) else {
                 return Ok(());

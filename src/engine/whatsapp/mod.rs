@@ -34,7 +34,7 @@ use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
 use crate::config::DatabaseUrl;
 use crate::jid::{ChatKind, Jid};
 use crate::state::LinkState;
-use crate::store::model::{ChatUpdate, Media, Message, MessageQuery, NewMessage, Page};
+use crate::store::model::{ChatUpdate, Delivery, Media, Message, MessageQuery, NewMessage, Page};
 use supervisor::Command;
 
 /// How long `pair_code` waits for a socket to ask WhatsApp on.
@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     /// The client of the current connection attempt, if any.
     client: Arc<RwLock<Option<Arc<Client>>>>,
     observed: events::ObservedCell,
+    acks: Arc<events::RecentAcks>,
     events: mpsc::UnboundedSender<Arc<Event>>,
     stop: CancellationToken,
 }
@@ -94,6 +95,7 @@ impl WhatsAppEngine {
             backend,
             client: Arc::new(RwLock::new(None)),
             observed: Arc::default(),
+            acks: Arc::default(),
             events: events_tx,
             stop: CancellationToken::new(),
         });
@@ -140,17 +142,30 @@ impl WhatsAppEngine {
     /// Stores a message we just sent and returns it as the archive shows it.
     async fn store_sent(&self, message: NewMessage) -> Result<Message, EngineError> {
         let (chat, id) = (message.chat.clone(), message.id.clone());
+        let archive_error = |err| EngineError::Failed(format!("sent, but not archived: {err}"));
         self.shared
             .ingest
             .apply(EngineEvent::Messages(vec![message]))
             .await
-            .map_err(|err| EngineError::Failed(format!("sent, but not archived: {err}")))?;
+            .map_err(archive_error)?;
+        // The server's ack may have come in before the message was stored (see RecentAcks).
+        if self.shared.acks.contains(&id) {
+            self.shared
+                .ingest
+                .apply(EngineEvent::Delivery {
+                    chat: chat.clone(),
+                    message_ids: vec![id.clone()],
+                    delivery: Delivery::Sent,
+                })
+                .await
+                .map_err(archive_error)?;
+        }
         self.shared
             .ingest
             .store()
             .message(chat, id)
             .await
-            .map_err(|err| EngineError::Failed(format!("sent, but not archived: {err}")))
+            .map_err(archive_error)
     }
 
     async fn upload(

@@ -344,6 +344,7 @@ async fn build(shared: &Shared) -> Result<(Arc<Client>, BotHandle), String> {
         .with_backend_arc(Arc::clone(&shared.backend))
         .with_event_handler(Forwarder::new(
             Arc::clone(&shared.observed),
+            Arc::clone(&shared.acks),
             shared.events.clone(),
         ))
         .with_inbound_durability_hook(ArchiveHook::new(shared.ingest.clone()))

@@ -8,8 +8,8 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
-    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, MAX_PAGE_SIZE, Media, Message,
-    MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
+    Message, MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
 };
 use crate::store::search;
 
@@ -352,6 +352,21 @@ pub(super) async fn delete_message(
     .await
 }
 
+pub(super) async fn set_delivery(
+    db: &impl GenericClient,
+    chat: &Jid,
+    ids: &[String],
+    delivery: Delivery,
+) -> Result<u64> {
+    let chat = canonical(db, chat).await?;
+    db.execute(
+        "UPDATE messages SET delivery = $3
+         WHERE chat_jid = $1 AND id = ANY($2) AND from_me AND (delivery IS NULL OR delivery < $3)",
+        &[&chat, &ids, &delivery.rank()],
+    )
+    .await
+}
+
 pub(super) async fn set_reaction(
     db: &impl GenericClient,
     chat: &Jid,
@@ -439,7 +454,7 @@ const MESSAGE_SELECT: &str = "SELECT m.chat_jid, COALESCE(cc.full_name, cc.first
      m.id, m.sender_jid, COALESCE(sc.full_name, sc.first_name, sc.business_name, sc.push_name),
      m.timestamp, m.from_me, m.text, m.caption, m.quoted_id, m.media_type, m.file_name, m.mime_type,
      m.file_length, m.media_url, m.direct_path, m.media_key, m.file_sha256, m.file_enc_sha256,
-     m.edited_at, m.deleted_at
+     m.edited_at, m.deleted_at, m.delivery
      FROM messages m
      JOIN chats c ON c.jid = m.chat_jid
      LEFT JOIN contacts cc ON cc.jid = m.chat_jid
@@ -471,6 +486,9 @@ fn message_row(row: &Row) -> Message {
         media,
         edited_at: row.get(19),
         deleted_at: row.get(20),
+        delivery: row
+            .get::<_, Option<i16>>(21)
+            .and_then(|r| Delivery::from_rank(r.into())),
         reactions: Vec::new(),
     }
 }

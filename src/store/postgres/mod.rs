@@ -9,8 +9,8 @@ mod archive;
 use deadpool_postgres::Pool;
 
 use super::model::{
-    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
-    NewMessage, Page, Participant,
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
+    MessageQuery, NewMessage, Page, Participant,
 };
 use super::pg;
 use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
@@ -240,6 +240,18 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound("no such message".to_owned()));
         }
         Ok(())
+    }
+
+    async fn set_delivery(
+        &self,
+        chat: Jid,
+        ids: Vec<String>,
+        delivery: Delivery,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        write_tx!(self, |tx| archive::set_delivery(tx, &chat, &ids, delivery))
     }
 
     async fn set_reaction(

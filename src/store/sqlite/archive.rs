@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
-    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, MAX_PAGE_SIZE, Media, Message,
-    MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
+    Message, MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
 };
 use crate::store::search;
 
@@ -314,6 +314,24 @@ pub(super) fn delete_message(
     )
 }
 
+pub(super) fn set_delivery(
+    conn: &Connection,
+    chat: &Jid,
+    ids: &[String],
+    delivery: Delivery,
+) -> rusqlite::Result<u64> {
+    let chat = canonical(conn, chat)?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET delivery = ?3
+         WHERE chat_jid = ?1 AND id = ?2 AND from_me AND (delivery IS NULL OR delivery < ?3)",
+    )?;
+    let mut changed = 0;
+    for id in ids {
+        changed += stmt.execute(params![chat, id, delivery.rank()])? as u64;
+    }
+    Ok(changed)
+}
+
 pub(super) fn set_reaction(
     conn: &Connection,
     chat: &Jid,
@@ -422,7 +440,7 @@ const MESSAGE_COLUMNS: &str = concat!(
     contact_name!("sc"),
     ", m.timestamp, m.from_me, m.text, m.caption, m.quoted_id, m.media_type, m.file_name, m.mime_type, \
      m.file_length, m.media_url, m.direct_path, m.media_key, m.file_sha256, m.file_enc_sha256, \
-     m.edited_at, m.deleted_at"
+     m.edited_at, m.deleted_at, m.delivery"
 );
 
 const MESSAGE_FROM: &str = "FROM messages m
@@ -459,6 +477,7 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         media: media.transpose()?,
         edited_at: row.get(19)?,
         deleted_at: row.get(20)?,
+        delivery: row.get::<_, Option<i64>>(21)?.and_then(Delivery::from_rank),
         reactions: Vec::new(),
     })
 }

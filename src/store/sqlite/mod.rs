@@ -14,8 +14,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::model::{
-    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Message, MessageContext, MessageQuery,
-    NewMessage, Page, Participant,
+    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
+    MessageQuery, NewMessage, Page, Participant,
 };
 use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
 use crate::config::BackendKind;
@@ -344,6 +344,19 @@ impl Store for SqliteStore {
             .write(move |conn| archive::delete_message(conn, &chat, &id, deleted_at))
             .await?;
         found(changed, "message")
+    }
+
+    async fn set_delivery(
+        &self,
+        chat: Jid,
+        ids: Vec<String>,
+        delivery: Delivery,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |conn| archive::set_delivery(conn, &chat, &ids, delivery))
+            .await
     }
 
     async fn set_reaction(
