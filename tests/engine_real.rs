@@ -114,6 +114,12 @@ fn offline_it_backs_off_idles_reports_and_stops_cleanly() {
         text.contains("not linked") || text.contains("disconnected"),
         "{report}"
     );
+    // …and the error field says why no QR code appears.
+    let error = report["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(error.contains("cannot reach WhatsApp"), "{report}");
+    assert!(error.contains("no QR code"), "{report}");
     let lines = notify.collect_until(Duration::from_secs(2), |_| false);
     assert!(lines.iter().any(|l| l == "READY=1"), "{lines:?}");
     // systemd's STATUS= follows the link state, not just the first line it was given.

@@ -1015,6 +1015,58 @@ async fn postgres_outage_gives_clear_errors_and_heals_without_reopening() {
     assert!(store.exists().await.unwrap());
 }
 
+/// Rows per table of the database at `url` (every table, whoever created it).
+async fn row_counts(url: &DatabaseUrl) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    if let Some(path) = url.sqlite_path() {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for table in tables {
+            let n = conn
+                .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            counts.insert(table, n);
+        }
+    } else {
+        let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let tables = client
+            .query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+                &[],
+            )
+            .await
+            .unwrap();
+        for row in tables {
+            let table: String = row.get(0);
+            let n: i64 = client
+                .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+                .await
+                .unwrap()
+                .get(0);
+            counts.insert(table, n);
+        }
+    }
+    counts
+}
+
+/// Migration histories and SQLite's own tables: not session data.
+fn is_bookkeeping(table: &str) -> bool {
+    table.starts_with("sqlite_")
+        || table.contains("schema_migrations")
+        || table.contains("schema_history")
+}
+
 /// `logout` wipes the session: every session row goes, so the next start links as a new device,
 /// while the archive beside it (same SQLite file, or same PostgreSQL database) is untouched.
 async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
@@ -1036,10 +1088,13 @@ async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
         }])
         .await
         .unwrap();
+    // Whatever exists before the session store is created belongs to the archive.
+    let archive_tables: Vec<String> = row_counts(url).await.into_keys().collect();
     let store = open(url).await;
     write_everything(&*store, &paired_device()).await;
     drop(store);
     assert!(session::health(url).await.initialized);
+    let filled = row_counts(url).await;
 
     whatsapp_mcp::engine::whatsapp::wipe::wipe_session(url)
         .await
@@ -1059,6 +1114,23 @@ async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
             .is_none()
     );
     assert_eq!(archive.stats().await.unwrap().message_count, 1);
+    // Every session table is empty, so a table the wipe does not know of fails here; the
+    // archive's tables (created before the session store) keep their rows.
+    let wiped = row_counts(url).await;
+    let session_tables: Vec<_> = filled
+        .iter()
+        .filter(|(table, _)| !archive_tables.contains(table) && !is_bookkeeping(table))
+        .collect();
+    assert!(
+        session_tables.iter().filter(|(_, n)| **n > 0).count() >= 10,
+        "the session tables were filled: {filled:?}"
+    );
+    for (table, _) in session_tables {
+        assert_eq!(
+            wiped[table], 0,
+            "{table} kept rows after the wipe: {wiped:?}"
+        );
+    }
     // A wiped store takes a new device, as a fresh link does.
     assert_eq!(reopened.create().await.unwrap(), session::DEVICE_ID);
 }

@@ -137,6 +137,8 @@ impl Ingest {
                 valid_for_secs,
             } => self.status.update(|s| {
                 s.state = LinkState::AwaitingScan;
+                // A code on screen supersedes whatever kept linking from working before.
+                s.last_error = None;
                 s.qr = Some(QrCode {
                     code,
                     issued_at: Utc::now(),

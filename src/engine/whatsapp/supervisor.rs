@@ -247,6 +247,13 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut commands: mpsc::Unbounded
                 );
                 if paired {
                     apply(&shared, EngineEvent::Disconnected { reason }).await;
+                } else {
+                    // Someone is waiting for a QR code that cannot come: tell them why.
+                    let note = format!(
+                        "{reason}; no QR code until WhatsApp answers (next try in {} s)",
+                        delay.as_secs().max(1)
+                    );
+                    mark_not_linked(&shared, Some(&note)).await;
                 }
                 live = Some(client);
                 if let Wake::Stop =
