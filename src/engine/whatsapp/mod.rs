@@ -280,6 +280,24 @@ fn media_type(kind: MediaKind) -> MediaType {
     }
 }
 
+/// A media message of type `wa::message::$kind` pointing at an upload: the fields every
+/// uploaded file carries, plus the kind's own fields given in braces.
+macro_rules! uploaded {
+    ($kind:ident, $upload:expr, $mime:expr, { $($field:ident: $value:expr),* $(,)? }) => {
+        wa::message::$kind {
+            url: Some($upload.url.clone()),
+            direct_path: Some($upload.direct_path.clone()),
+            media_key: Some($upload.media_key.to_vec()),
+            file_sha256: Some($upload.file_sha256.to_vec()),
+            file_enc_sha256: Some($upload.file_enc_sha256.to_vec()),
+            file_length: Some($upload.file_length),
+            media_key_timestamp: Some($upload.media_key_timestamp),
+            mimetype: Some($mime.to_owned()),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    };
+}
 /// The archive's record of media we uploaded.
 fn uploaded_media(
     kind: &str,
@@ -357,76 +375,40 @@ impl Engine for WhatsAppEngine {
         let (message, kind_name) = match kind {
             MediaKind::Image => (
                 wa::Message {
-                    image_message: MessageField::some(wa::message::ImageMessage {
-                        url: Some(upload.url.clone()),
-                        direct_path: Some(upload.direct_path.clone()),
-                        media_key: Some(upload.media_key.to_vec()),
-                        file_sha256: Some(upload.file_sha256.to_vec()),
-                        file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-                        file_length: Some(upload.file_length),
-                        media_key_timestamp: Some(upload.media_key_timestamp),
-                        mimetype: Some(mime.clone()),
+                    image_message: MessageField::some(uploaded!(ImageMessage, upload, mime, {
                         caption: caption_field.clone(),
-                        ..Default::default()
-                    }),
+                    })),
                     ..Default::default()
                 },
                 "image",
             ),
             MediaKind::Video => (
                 wa::Message {
-                    video_message: MessageField::some(wa::message::VideoMessage {
-                        url: Some(upload.url.clone()),
-                        direct_path: Some(upload.direct_path.clone()),
-                        media_key: Some(upload.media_key.to_vec()),
-                        file_sha256: Some(upload.file_sha256.to_vec()),
-                        file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-                        file_length: Some(upload.file_length),
-                        media_key_timestamp: Some(upload.media_key_timestamp),
-                        mimetype: Some(mime.clone()),
+                    video_message: MessageField::some(uploaded!(VideoMessage, upload, mime, {
                         caption: caption_field.clone(),
                         streaming_sidecar: upload.streaming_sidecar.clone(),
-                        ..Default::default()
-                    }),
+                    })),
                     ..Default::default()
                 },
                 "video",
             ),
             MediaKind::Audio => (
                 wa::Message {
-                    audio_message: MessageField::some(wa::message::AudioMessage {
-                        url: Some(upload.url.clone()),
-                        direct_path: Some(upload.direct_path.clone()),
-                        media_key: Some(upload.media_key.to_vec()),
-                        file_sha256: Some(upload.file_sha256.to_vec()),
-                        file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-                        file_length: Some(upload.file_length),
-                        media_key_timestamp: Some(upload.media_key_timestamp),
-                        mimetype: Some(mime.clone()),
+                    audio_message: MessageField::some(uploaded!(AudioMessage, upload, mime, {
                         ptt: Some(false),
                         streaming_sidecar: upload.streaming_sidecar.clone(),
-                        ..Default::default()
-                    }),
+                    })),
                     ..Default::default()
                 },
                 "audio",
             ),
             MediaKind::Document => (
                 wa::Message {
-                    document_message: MessageField::some(wa::message::DocumentMessage {
-                        url: Some(upload.url.clone()),
-                        direct_path: Some(upload.direct_path.clone()),
-                        media_key: Some(upload.media_key.to_vec()),
-                        file_sha256: Some(upload.file_sha256.to_vec()),
-                        file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-                        file_length: Some(upload.file_length),
-                        media_key_timestamp: Some(upload.media_key_timestamp),
-                        mimetype: Some(mime.clone()),
+                    document_message: MessageField::some(uploaded!(DocumentMessage, upload, mime, {
                         file_name: Some(file.file_name.clone()),
                         title: Some(file.file_name.clone()),
                         caption: caption_field.clone(),
-                        ..Default::default()
-                    }),
+                    })),
                     ..Default::default()
                 },
                 "document",
@@ -454,21 +436,12 @@ impl Engine for WhatsAppEngine {
         let upload = Self::upload(&client, note.ogg_opus, MediaType::Audio).await?;
         let mime = "audio/ogg; codecs=opus";
         let message = wa::Message {
-            audio_message: MessageField::some(wa::message::AudioMessage {
-                url: Some(upload.url.clone()),
-                direct_path: Some(upload.direct_path.clone()),
-                media_key: Some(upload.media_key.to_vec()),
-                file_sha256: Some(upload.file_sha256.to_vec()),
-                file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-                file_length: Some(upload.file_length),
-                media_key_timestamp: Some(upload.media_key_timestamp),
-                mimetype: Some(mime.to_owned()),
+            audio_message: MessageField::some(uploaded!(AudioMessage, upload, mime, {
                 ptt: Some(true),
                 seconds: Some(note.seconds),
                 waveform: note.waveform,
                 streaming_sidecar: upload.streaming_sidecar.clone(),
-                ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         let id = Self::send(&client, &to, message).await?;
