@@ -404,11 +404,13 @@ impl Engine for WhatsAppEngine {
             ),
             MediaKind::Document => (
                 wa::Message {
-                    document_message: MessageField::some(uploaded!(DocumentMessage, upload, mime, {
-                        file_name: Some(file.file_name.clone()),
-                        title: Some(file.file_name.clone()),
-                        caption: caption_field.clone(),
-                    })),
+                    document_message: MessageField::some(
+                        uploaded!(DocumentMessage, upload, mime, {
+                            file_name: Some(file.file_name.clone()),
+                            title: Some(file.file_name.clone()),
+                            caption: caption_field.clone(),
+                        }),
+                    ),
                     ..Default::default()
                 },
                 "document",
