@@ -37,6 +37,13 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# Every binary the tests spawn copies its stderr here, at debug level (the Rust tests through a
+# wrapper from tests/common, the Python tests through their fixtures); the last step scans
+# these logs for the tokens, QR and pairing codes and message bodies the suite uses.
+export WHATSAPP_MCP_TEST_LOG_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/test-logs
+rm -rf "$WHATSAPP_MCP_TEST_LOG_DIR"
+mkdir -p "$WHATSAPP_MCP_TEST_LOG_DIR"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -68,7 +75,35 @@ if ! PYTHONDONTWRITEBYTECODE=1 WHATSAPP_MCP_BIN="$target_dir/debug/whatsapp-mcp"
     exit 1
 fi
 
+step "fuzzing (cargo fuzz, libFuzzer)"
+# fuzz/ is a workspace of its own with two targets: bytes POSTed as JSON-RPC to /mcp and
+# /messages in process, and config parsing (TOML plus environment). Each runs for a bounded
+# time from the committed seeds. cargo fuzz passes compiler flags that only nightly accepts;
+# RUSTC_BOOTSTRAP=1 lets the stable compiler take them. No sanitizer: the crate forbids unsafe
+# code, the harnesses look for panics and broken invariants, and an AddressSanitizer build of
+# the whole dependency tree would take about twice as long. The build lives in target/fuzz.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install --locked cargo-fuzz
+fi
+fuzz_seconds=${WHATSAPP_MCP_FUZZ_SECONDS:-60}
+fuzz_dir=${CARGO_TARGET_DIR:-$ROOT/target}/fuzz
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build --sanitizer none --target-dir "$fuzz_dir"
+for target in mcp_request config_load; do
+    mkdir -p "$fuzz_dir/corpus/$target" "$fuzz_dir/artifacts/$target" "$fuzz_dir/tmp"
+    # Findings land in target/fuzz/artifacts; the run stops at the first one and fails.
+    TMPDIR=$fuzz_dir/tmp cargo fuzz run --sanitizer none --target-dir "$fuzz_dir" "$target" \
+        "$fuzz_dir/corpus/$target" "fuzz/seeds/$target" -- \
+        -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+        -artifact_prefix="$fuzz_dir/artifacts/$target/" </dev/null
+    rm -rf "$fuzz_dir/tmp"
+done
+unset RUSTC_BOOTSTRAP
+
 step "package tier"
 bash tests/package/run.sh
+
+step "no secrets in the test logs"
+bash tests/scan_logs.sh "$WHATSAPP_MCP_TEST_LOG_DIR"
 
 step "all tests passed"

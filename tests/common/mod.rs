@@ -9,8 +9,43 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
+///
+/// With `WHATSAPP_MCP_TEST_LOG_DIR` set (tests/run.sh sets it), this is a wrapper script in that
+/// directory that copies the binary's stderr into a file there, at debug level unless the test
+/// chose a level, so that the run can finally check that no secret reached any log. The wrapper
+/// `exec`s the binary: pids, signals, inherited sockets and exit codes stay the binary's own.
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_whatsapp-mcp")
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let real = env!("CARGO_BIN_EXE_whatsapp-mcp");
+    PATH.get_or_init(|| match std::env::var_os("WHATSAPP_MCP_TEST_LOG_DIR") {
+        Some(dir) => logging_wrapper(Path::new(&dir), real),
+        None => real.to_owned(),
+    })
+}
+
+/// Writes the wrapper described at [`binary`] and returns its path.
+fn logging_wrapper(dir: &Path, real: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let test = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let path = dir.join(format!("run-{test}-{}.sh", std::process::id()));
+    // Under a journal stream the binary must keep its own stderr (tests/journald.rs); the copy
+    // process closes the sockets systemd-socket-activate hands over, so they close on exit.
+    let script = format!(
+        "#!/bin/bash\n\
+         export WHATSAPP_MCP_LOG=${{WHATSAPP_MCP_LOG:-debug}}\n\
+         if [ -n \"${{JOURNAL_STREAM:-}}\" ]; then exec '{real}' \"$@\"; fi\n\
+         exec 2> >(exec tee -a '{dir}/{test}-'\"$$\"'.log' >&2 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-)\n\
+         exec '{real}' \"$@\"\n",
+        dir = dir.display(),
+    );
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, script).unwrap();
+    std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+    path.display().to_string()
 }
 
 /// A port nobody listens on right now.

@@ -78,6 +78,8 @@ WRITE_TOOLS = {
 NOTE_BYTES = b"shopping list: rope, chalk, tape\n"
 PHOTO_BYTES = b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9"
 VOICE_BYTES = b"OggS\x00\x02 not really opus"
+# Where tests/run.sh wants the servers' logs, to scan them for secrets at the end.
+LOG_DIR = os.environ.get("WHATSAPP_MCP_TEST_LOG_DIR")
 SECRET_BYTES = b"outside the outbox; must never be sent\n"
 
 STARTUP_TIMEOUT = 30.0
@@ -127,7 +129,8 @@ class Sandbox:
             "WHATSAPP_MCP_DATA_DIR": str(self.data_dir),
             "WHATSAPP_MCP_OUTBOX_DIR": str(self.outbox),
             "WHATSAPP_MCP_LOG_TARGET": "stderr",
-            "WHATSAPP_MCP_LOG": "info",
+            # tests/run.sh collects every log at debug level and scans them for secrets.
+            "WHATSAPP_MCP_LOG": "debug" if LOG_DIR else "info",
             "WHATSAPP_MCP_ENGINE": "fake",
         }
         if seed is not None:
@@ -136,6 +139,9 @@ class Sandbox:
         self.env = env
 
     def stderr_path(self, name: str) -> Path:
+        if LOG_DIR:
+            Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+            return Path(LOG_DIR) / f"python-{self.root.name}-{name}.stderr"
         return self.root / f"{name}.stderr"
 
 
