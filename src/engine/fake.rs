@@ -16,7 +16,7 @@ use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
 use crate::jid::Jid;
 use crate::state::{Account, LinkState};
 use crate::store::StoreError;
-use crate::store::model::{ChatUpdate, ContactUpdate, Media, Message, NewMessage};
+use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, Message, NewMessage};
 
 /// An action a caller asked of the fake engine, as it was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +189,18 @@ impl FakeEngine {
             .apply(EngineEvent::Messages(vec![message]))
             .await
             .map_err(|err| EngineError::Failed(format!("sent but not archived: {err}")))?;
+        // The stand-in recipient's phone is always online: the server takes the message and
+        // the phone confirms delivery at once, as receipts would on a good day.
+        for delivery in [Delivery::Sent, Delivery::Delivered] {
+            self.ingest
+                .apply(EngineEvent::Delivery {
+                    chat: chat.clone(),
+                    message_ids: vec![id.clone()],
+                    delivery,
+                })
+                .await
+                .map_err(|err| EngineError::Failed(format!("sent but not archived: {err}")))?;
+        }
         self.ingest
             .store()
             .message(chat, id)
@@ -374,6 +386,18 @@ impl FakeEngine {
         })
         .await?;
         self.emit(EngineEvent::HistoryComplete).await?;
+        // Ada read our answer; the reply to her photo has reached her phone but is unread.
+        for (id, delivery) in [
+            ("DEMO-A2", Delivery::Read),
+            ("DEMO-A7", Delivery::Delivered),
+        ] {
+            self.emit(EngineEvent::Delivery {
+                chat: ada.clone(),
+                message_ids: vec![id.to_owned()],
+                delivery,
+            })
+            .await?;
+        }
         let mut ada_contact = ContactUpdate::new(ada.clone());
         ada_contact.full_name = Some("Ada Lovelace".to_owned());
         ada_contact.push_name = Some("Ada".to_owned());

@@ -259,6 +259,17 @@ async def test_list_messages_full_text_in_japanese_and_german(server: Server) ->
         assert "context_before" not in found["messages"][0]
 
 
+async def test_our_messages_say_how_far_they_got(server: Server) -> None:
+    listed = await server.call(
+        "list_messages", {"chat_jid": ADA, "limit": 50, "include_context": False}
+    )
+    delivery = {m["id"]: m["delivery"] for m in listed["messages"]}
+    assert delivery["DEMO-A2"] == "read"
+    assert delivery["DEMO-A7"] == "delivered"
+    # Ada's own messages carry no delivery status of ours.
+    assert delivery["DEMO-A4"] is None
+
+
 async def test_list_messages_filters_by_chat_sender_time_and_pages(server: Server) -> None:
     in_group = await server.call(
         "list_messages",
@@ -405,6 +416,8 @@ async def test_send_message_is_archived_as_our_own(server: Server) -> None:
     message = sent["message"]
     assert message["chat_jid"] == ADA and message["from_me"] is True and message["text"] == text
     assert message["chat_name"] == "Ada Lovelace"
+    # The stand-in recipient's phone confirms delivery at once.
+    assert message["delivery"] == "delivered"
     assert (await newest_in(server, ADA))["id"] == message["id"]
     found = await server.call(
         "list_messages", {"query": text.split()[-1], "include_context": False}
