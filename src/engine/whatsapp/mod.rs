@@ -9,6 +9,8 @@
 mod backoff;
 mod convert;
 mod events;
+#[cfg(feature = "fake-engine")]
+mod loopback;
 mod supervisor;
 mod voice;
 pub mod wipe;

@@ -347,17 +347,29 @@ type RunFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 /// Builds a client on the session store, with our event forwarder and durability hook, and
 /// starts its first connection.
 async fn build(shared: &Shared) -> Result<(Arc<Client>, BotHandle), String> {
-    let bot = Bot::builder()
+    let builder = Bot::builder()
         .with_backend_arc(Arc::clone(&shared.backend))
         .with_event_handler(Forwarder::new(
             Arc::clone(&shared.observed),
             Arc::clone(&shared.acks),
             shared.events.clone(),
         ))
-        .with_inbound_durability_hook(ArchiveHook::new(shared.ingest.clone()))
-        .build()
-        .await
-        .map_err(|err| format!("building the client: {err}"))?;
+        .with_inbound_durability_hook(ArchiveHook::new(shared.ingest.clone()));
+    // Test builds can be pointed at a stand-in server; release builds always reach WhatsApp.
+    #[cfg(feature = "fake-engine")]
+    let built = match super::loopback::server() {
+        Some(server) => {
+            builder
+                .with_transport_factory(super::loopback::transport(&server))
+                .with_http_client(super::loopback::LoopbackHttp::new(&server))
+                .build()
+                .await
+        }
+        None => builder.build().await,
+    };
+    #[cfg(not(feature = "fake-engine"))]
+    let built = builder.build().await;
+    let bot = built.map_err(|err| format!("building the client: {err}"))?;
     let client = bot.client();
     // One `run` = one connection; this supervisor does the retrying.
     client.enable_auto_reconnect.store(false, Ordering::Relaxed);
