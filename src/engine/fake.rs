@@ -73,6 +73,8 @@ pub struct FakeEngine {
     scan_after: Option<Duration>,
     /// True while a simulated scan is pending, so a second request does not start another.
     linking: std::sync::Arc<AtomicBool>,
+    /// Where history sync chunks are acknowledged, when the test wants WhatsApp's side of it.
+    ack_log: Option<PathBuf>,
 }
 
 /// The pairing code the fake hands out; real ones have the same shape.
@@ -90,7 +92,18 @@ impl FakeEngine {
             next_id: AtomicU64::new(1),
             scan_after: None,
             linking: std::sync::Arc::default(),
+            ack_log: None,
         }
+    }
+
+    /// Makes history sync acknowledged the way WhatsApp's is: a chunk is acknowledged (a line
+    /// appended to `path` and flushed to disk) only after `Ingest::apply` returned, and a later
+    /// `play_history` with the same file re-sends only the chunks that were never acknowledged,
+    /// as WhatsApp re-sends unacknowledged history after a reconnect. The file is the server's
+    /// memory, so it survives the process being killed; see [`AckLog`] for its lines.
+    pub fn with_ack_log(mut self, path: PathBuf) -> Self {
+        self.ack_log = Some(path);
+        self
     }
 
     /// Makes linking work like on a real phone that scans after `delay`: `start_linking` shows a
@@ -225,14 +238,31 @@ impl FakeEngine {
             account: Self::account(),
         })
         .await?;
-        let now = Utc::now().timestamp();
+        let mut acks = match &self.ack_log {
+            Some(path) => Some(AckLog::open(path, Utc::now().timestamp())?),
+            None => None,
+        };
+        // The history is the same on every delivery, so a re-sent chunk carries the same
+        // messages as the first time.
+        let now = acks
+            .as_ref()
+            .map_or_else(|| Utc::now().timestamp(), |acks| acks.base);
         let chats = chats.max(1);
-        let chunk_size = 500;
         let mut sent = 0;
+        let mut chunk = 0;
         while sent < messages {
-            let take = chunk_size.min(messages - sent);
+            let take = HISTORY_CHUNK.min(messages - sent);
+            let first = sent;
+            sent += take;
+            chunk += 1;
+            if acks
+                .as_ref()
+                .is_some_and(|acks| acks.acked.contains(&(chunk - 1)))
+            {
+                continue;
+            }
             let mut conversations: Vec<HistoryConversation> = Vec::new();
-            for i in sent..sent + take {
+            for i in first..sent {
                 let chat_no = i % chats;
                 let chat = Jid::parse(&format!("3161{chat_no:07}"))
                     .map_err(|e| StoreError::Other(e.to_string()))?;
@@ -260,13 +290,15 @@ impl FakeEngine {
                     }
                 }
             }
-            sent += take;
             let progress = ((sent * 100) / messages.max(1)).min(100) as u8;
             self.emit(EngineEvent::History {
                 conversations,
                 progress: Some(progress),
             })
             .await?;
+            if let Some(acks) = &mut acks {
+                acks.acknowledge(chunk - 1, first, take)?;
+            }
         }
         self.emit(EngineEvent::HistoryComplete).await
     }
@@ -445,6 +477,84 @@ impl FakeEngine {
             timestamp: base + 71 * 60,
         })
         .await
+    }
+}
+
+/// Messages per history sync chunk of [`FakeEngine::play_history`].
+pub const HISTORY_CHUNK: usize = 500;
+
+/// WhatsApp's record of which history sync chunks this device acknowledged, kept in a file so
+/// it outlives the process. Lines, each written whole and flushed to disk before the next step:
+///
+/// - `base SECONDS`: the time the history is anchored to (written once, first), so re-sent
+///   chunks carry the same timestamps;
+/// - `chunk N FIRST COUNT`: chunk `N` (from 0), holding messages `HIST{FIRST}` up to
+///   `HIST{FIRST + COUNT - 1}`, was applied to the archive and acknowledged.
+///
+/// A line without its newline was cut off by a crash and does not count.
+#[derive(Debug)]
+pub struct AckLog {
+    file: std::fs::File,
+    base: i64,
+    acked: std::collections::BTreeSet<usize>,
+}
+
+impl AckLog {
+    /// Opens (or starts) the log; `now` anchors the history when the log is new.
+    fn open(path: &std::path::Path, now: i64) -> Result<Self, StoreError> {
+        use std::io::Write as _;
+        let io =
+            |err: std::io::Error| StoreError::Other(format!("ack log {}: {err}", path.display()));
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(io(err)),
+        };
+        let mut base = None;
+        let mut acked = std::collections::BTreeSet::new();
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["base", seconds] => base = seconds.parse().ok(),
+                ["chunk", n, _, _] => {
+                    if let Ok(n) = n.parse() {
+                        acked.insert(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        // A line cut off by a crash is dropped, so the next record starts on a line of its own
+        // and the torn one can never be read back as a different, complete record.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        if whole < text.len() {
+            file.set_len(whole as u64).map_err(io)?;
+        }
+        let base = match base {
+            Some(base) => base,
+            None => {
+                file.write_all(format!("base {now}\n").as_bytes())
+                    .and_then(|()| file.sync_data())
+                    .map_err(io)?;
+                now
+            }
+        };
+        Ok(Self { file, base, acked })
+    }
+
+    /// Records chunk `n` as acknowledged, durably.
+    fn acknowledge(&mut self, n: usize, first: usize, count: usize) -> Result<(), StoreError> {
+        use std::io::Write as _;
+        self.file
+            .write_all(format!("chunk {n} {first} {count}\n").as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|err| StoreError::Other(format!("acknowledging chunk {n}: {err}")))?;
+        self.acked.insert(n);
+        Ok(())
     }
 }
 

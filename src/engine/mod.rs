@@ -166,6 +166,8 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 /// Builds with the `fake-engine` feature accept `WHATSAPP_MCP_ENGINE=fake` (tests only), with
 /// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
 /// `logged-out` / `stream-replaced` (start in that state) or `scan-after:MS` (link on request).
+/// With `WHATSAPP_MCP_FAKE_ACK_LOG` naming a file, history sync chunks are acknowledged there and
+/// a restart re-sends only the unacknowledged ones (see [`fake::AckLog`]).
 pub async fn start_with_session(
     store: std::sync::Arc<dyn crate::store::Store>,
     status: crate::state::StatusHandle,
@@ -205,6 +207,9 @@ pub async fn start_with_session(
         "fake" => {
             status.update(|s| s.state = crate::state::LinkState::NotLinked);
             let mut engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
+            if let Some(path) = std::env::var_os("WHATSAPP_MCP_FAKE_ACK_LOG") {
+                engine = engine.with_ack_log(path.into());
+            }
             let seed = std::env::var("WHATSAPP_MCP_FAKE_SEED").unwrap_or_default();
             let seeded = match seed.split(':').collect::<Vec<_>>().as_slice() {
                 [""] => Ok(()),
