@@ -172,38 +172,36 @@ fn non_empty(caption: Option<&String>) -> Option<String> {
     caption.filter(|c| !c.trim().is_empty()).cloned()
 }
 
+/// The archive's record of a media message `$m`: the media protobufs share these field names but
+/// no trait, so a macro reads them from each.
+macro_rules! media_record {
+    ($m:expr, $kind:expr, $file_name:expr) => {
+        Media {
+            media_type: $kind.to_owned(),
+            file_name: $file_name,
+            mime_type: $m.mimetype.clone(),
+            file_length: $m.file_length,
+            url: $m.url.clone(),
+            direct_path: $m.direct_path.clone(),
+            media_key: $m.media_key.clone(),
+            file_sha256: $m.file_sha256.clone(),
+            file_enc_sha256: $m.file_enc_sha256.clone(),
+        }
+    };
+}
+
 /// The media part of a message, with everything needed to download it later.
 fn media_of(base: &wa::Message) -> Option<MediaParts> {
     if let Some(m) = base.image_message.as_option() {
         return Some(MediaParts {
-            media: Media {
-                media_type: "image".to_owned(),
-                file_name: None,
-                mime_type: m.mimetype.clone(),
-                file_length: m.file_length,
-                url: m.url.clone(),
-                direct_path: m.direct_path.clone(),
-                media_key: m.media_key.clone(),
-                file_sha256: m.file_sha256.clone(),
-                file_enc_sha256: m.file_enc_sha256.clone(),
-            },
+            media: media_record!(m, "image", None),
             caption: non_empty(m.caption.as_ref()),
             quoted_id: quoted(&m.context_info),
         });
     }
     if let Some(m) = base.video_message.as_option() {
         return Some(MediaParts {
-            media: Media {
-                media_type: "video".to_owned(),
-                file_name: None,
-                mime_type: m.mimetype.clone(),
-                file_length: m.file_length,
-                url: m.url.clone(),
-                direct_path: m.direct_path.clone(),
-                media_key: m.media_key.clone(),
-                file_sha256: m.file_sha256.clone(),
-                file_enc_sha256: m.file_enc_sha256.clone(),
-            },
+            media: media_record!(m, "video", None),
             caption: non_empty(m.caption.as_ref()),
             quoted_id: quoted(&m.context_info),
         });
@@ -215,51 +213,25 @@ fn media_of(base: &wa::Message) -> Option<MediaParts> {
             "audio"
         };
         return Some(MediaParts {
-            media: Media {
-                media_type: kind.to_owned(),
-                file_name: None,
-                mime_type: m.mimetype.clone(),
-                file_length: m.file_length,
-                url: m.url.clone(),
-                direct_path: m.direct_path.clone(),
-                media_key: m.media_key.clone(),
-                file_sha256: m.file_sha256.clone(),
-                file_enc_sha256: m.file_enc_sha256.clone(),
-            },
+            media: media_record!(m, kind, None),
             caption: None,
             quoted_id: quoted(&m.context_info),
         });
     }
     if let Some(m) = base.document_message.as_option() {
         return Some(MediaParts {
-            media: Media {
-                media_type: "document".to_owned(),
-                file_name: m.file_name.clone().or_else(|| m.title.clone()),
-                mime_type: m.mimetype.clone(),
-                file_length: m.file_length,
-                url: m.url.clone(),
-                direct_path: m.direct_path.clone(),
-                media_key: m.media_key.clone(),
-                file_sha256: m.file_sha256.clone(),
-                file_enc_sha256: m.file_enc_sha256.clone(),
-            },
+            media: media_record!(
+                m,
+                "document",
+                m.file_name.clone().or_else(|| m.title.clone())
+            ),
             caption: non_empty(m.caption.as_ref()),
             quoted_id: quoted(&m.context_info),
         });
     }
     if let Some(m) = base.sticker_message.as_option() {
         return Some(MediaParts {
-            media: Media {
-                media_type: "sticker".to_owned(),
-                file_name: None,
-                mime_type: m.mimetype.clone(),
-                file_length: m.file_length,
-                url: m.url.clone(),
-                direct_path: m.direct_path.clone(),
-                media_key: m.media_key.clone(),
-                file_sha256: m.file_sha256.clone(),
-                file_enc_sha256: m.file_enc_sha256.clone(),
-            },
+            media: media_record!(m, "sticker", None),
             caption: None,
             quoted_id: quoted(&m.context_info),
         });
