@@ -89,7 +89,7 @@ impl Jid {
         match server.as_str() {
             USER_SERVER | LID_SERVER => {
                 let user = user.split('.').next().unwrap_or(user);
-                if !user.bytes().all(|b| b.is_ascii_digit()) || user.len() > 20 {
+                if user.is_empty() || !user.bytes().all(|b| b.is_ascii_digit()) || user.len() > 20 {
                     return Err(error("a user JID has only digits before the @"));
                 }
                 Ok(Self(format!("{user}@{server}")))
@@ -99,7 +99,14 @@ impl Jid {
                 Self::parse(&format!("{user}@{USER_SERVER}"))
             }
             GROUP_SERVER => {
-                if !user.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                // `120363…` or the older `creator-timestamp`: digits, at most one inner dash.
+                let digits =
+                    |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+                let well_formed = match user.split_once('-') {
+                    Some((creator, created)) => digits(creator) && digits(created),
+                    None => digits(user),
+                };
+                if !well_formed {
                     return Err(error(
                         "a group JID has only digits (and a dash) before @g.us",
                     ));
