@@ -50,7 +50,11 @@ impl Service {
             .map(KillOnDrop)
             .unwrap();
         let base = format!("http://127.0.0.1:{bridge}");
-        assert!(wait_for_http(&format!("{base}/health"), SETTLE));
+        assert!(
+            wait_for_http(&format!("{base}/health"), SETTLE),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         Self {
             child,
             base,
@@ -303,4 +307,78 @@ fn an_outdated_client_is_told_to_upgrade() {
     );
     assert!(line.contains("upgrade"), "{line}");
     assert!(log.contains("upgrade whatsapp-mcp"), "{log}");
+}
+
+/// Linking end to end, on the session store of either backend: the phone scans, the client
+/// checks and stores the device identity, `/api/status` turns authenticated, and after a
+/// restart the service logs in with what it stored. A 401 on that login then wipes it: the
+/// next start registers from scratch.
+fn linking_stores_the_device_and_a_logout_wipes_it(postgres: bool) {
+    let pg = postgres.then(common::pg::PgCluster::start);
+    let extra: Vec<(&str, String)> = match &pg {
+        Some(pg) => vec![("WHATSAPP_SESSION_DATABASE_URL", pg.new_database())],
+        None => Vec::new(),
+    };
+    let data = tempfile::tempdir().unwrap();
+    let phone = wa_standin::phone::Phone::new("15550001111", "123456789012345", 7);
+    let linked_as = Hello::Login {
+        user: 15_550_001_111,
+        device: 7,
+    };
+
+    // Linking: the server offers refs, the phone scans, the client signs and stores.
+    let standin = Standin::start(vec![Reply::Link(refs()), Reply::Welcome]);
+    let service = Service::start(&standin, data.path(), &extra);
+    service.wait_for("a QR code", |s| s["authentication"]["has_qr_code"] == true);
+    let code = current_code(&service).expect("a code");
+    standin.push(phone.scan(&code, "pair-2"));
+    // The client's answer: the identity signed with its own key too.
+    standin.wait_for_stanza(SETTLE, |n| {
+        n.get_optional_child("pair-device-sign").is_some()
+    });
+    let status = service.wait_for("authenticated", |s| {
+        s["sync_status"]["authenticated"] == true
+    });
+    assert_eq!(status["account"]["phone"], "15550001111", "{status}");
+    assert_eq!(status["authentication"]["has_qr_code"], false, "{status}");
+    // As after a real pairing the server restarts the stream; the client logs in as the device.
+    standin.push(wa_standin::restart_stream());
+    standin.wait_for_attempts(2, SETTLE);
+    let deadline = Instant::now() + SETTLE;
+    while standin.connections().len() < 2 {
+        assert!(Instant::now() < deadline, "{}", service.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(standin.connections()[1].hello, linked_as);
+    service.stop();
+    drop(standin);
+
+    // A restart reads the identity back from the session store and logs in with it; this time
+    // WhatsApp says the device was removed.
+    let standin = Standin::start(vec![Reply::Refuse(wa_standin::failure(401))]);
+    let service = Service::start(&standin, data.path(), &extra);
+    let status = service.wait_for_state("logged_out");
+    assert!(status["account"].is_null(), "{status}");
+    assert_eq!(standin.connections()[0].hello, linked_as);
+    std::thread::sleep(QUIET);
+    assert_eq!(standin.attempts(), 1, "{}", service.log());
+    service.stop();
+    drop(standin);
+
+    // Wiped: the next start has no identity to log in with and registers anew.
+    let standin = Standin::start(vec![Reply::Link(refs())]);
+    let service = Service::start(&standin, data.path(), &extra);
+    service.wait_for("a QR code", |s| s["authentication"]["has_qr_code"] == true);
+    assert_eq!(standin.connections()[0].hello, Hello::Register);
+    service.stop();
+}
+
+#[test]
+fn linking_stores_the_device_and_a_logout_wipes_it_sqlite() {
+    linking_stores_the_device_and_a_logout_wipes_it(false);
+}
+
+#[test]
+fn linking_stores_the_device_and_a_logout_wipes_it_postgres() {
+    linking_stores_the_device_and_a_logout_wipes_it(true);
 }

@@ -11,6 +11,8 @@
 //! skips that check, see Cargo.toml.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod phone;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
