@@ -30,7 +30,7 @@ pub enum LogSink {
 /// Installs the global subscriber. `level` is an `EnvFilter` directive such as `info` or
 /// `whatsapp_mcp=debug,info`.
 pub fn init(level: &str, target: LogTarget) -> LogSink {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level_filter(level);
     install_log_bridge(filter.max_level_hint());
     let want_journald = match target {
         LogTarget::Journald => true,
@@ -67,7 +67,7 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
             }
         }
     }
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level_filter(level);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -77,6 +77,16 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
         )
         .try_init();
     LogSink::Stderr
+}
+
+/// The configured directive, with rmcp held at info whatever it asks for: rmcp's debug lines
+/// carry every JSON-RPC message whole, i.e. message bodies, contacts and tool arguments.
+fn level_filter(level: &str) -> EnvFilter {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match "rmcp=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
 }
 
 /// True when `JOURNAL_STREAM` names the device and inode stderr is connected to, which is how
@@ -251,6 +261,27 @@ mod tests {
             "bridge lost a line:\n{text}"
         );
         assert!(text.contains("app state sync failed"), "{text}");
+    }
+
+    #[test]
+    fn rmcp_stays_at_info_even_when_debug_is_asked_for() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(level_filter("debug"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(capture.clone())
+                    .with_ansi(false),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "rmcp::service", "response message text=dinner at eight");
+            tracing::info!(target: "rmcp::service", "service initialized");
+            tracing::debug!(target: "whatsapp_mcp::server", "watchdog enabled");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("dinner at eight"), "{text}");
+        assert!(text.contains("service initialized"), "{text}");
+        assert!(text.contains("watchdog enabled"), "{text}");
     }
 
     #[test]
