@@ -23,6 +23,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// message count stays current.
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
 
+/// How often the archive is probed between those refreshes, so a database outage and the
+/// recovery from it reach `STATUS=` within seconds rather than at the next refresh.
+const ARCHIVE_PROBE: Duration = Duration::from_secs(5);
+
 /// Serves the bridge and the MCP port until `shutdown` resolves, then drains and returns.
 ///
 /// Sends `READY=1` once both servers accept connections; the caller has already opened the
@@ -58,7 +62,8 @@ pub async fn run(
     // Subscribe before the first report, so a state change that lands while it is being built
     // still wakes the mirror below instead of being counted as already seen.
     let changes = ctx.status.subscribe();
-    let first_line = report::status_line(&report::build(&ctx).await);
+    let first_report = report::build(&ctx).await;
+    let first_line = report::status_line(&first_report);
     notifier.ready(&first_line);
     tracing::info!(
         %bridge_addr,
@@ -77,6 +82,7 @@ pub async fn run(
         ctx.clone(),
         notifier.clone(),
         first_line,
+        first_report.statistics.database_exists,
         changes,
     ));
 
@@ -114,14 +120,25 @@ async fn mirror_status(
     ctx: AppContext,
     notifier: Notifier,
     mut last: String,
+    mut archive_up: bool,
     mut changes: watch::Receiver<crate::state::EngineStatus>,
 ) {
+    let mut refreshed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(STATUS_REFRESH) => {}
+            () = tokio::time::sleep(ARCHIVE_PROBE) => {
+                // The probe is cheap; the full report (with its counts) is rebuilt only when the
+                // archive came or went, or when the regular refresh is due.
+                let up = ctx.store.health().await.connected;
+                if up == archive_up && refreshed.elapsed() < STATUS_REFRESH {
+                    continue;
+                }
+            }
         }
         let report = report::build(&ctx).await;
+        archive_up = report.statistics.database_exists;
+        refreshed = tokio::time::Instant::now();
         let line = report::status_line(&report);
         if line != last {
             notifier.status(&line);

@@ -61,6 +61,8 @@ pub struct Endpoint {
     shutdown: CancellationToken,
     sse: sse::SseSessions,
     streamable: StreamableHttpService<WhatsAppTools, LocalSessionManager>,
+    /// The same session table rmcp serves `/mcp` from, kept for counting.
+    streamable_sessions: Arc<LocalSessionManager>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -88,9 +90,10 @@ impl Endpoint {
             .with_max_request_body_bytes(options.body_limit)
             .with_cancellation_token(shutdown.child_token());
         let factory_ctx = ctx.clone();
+        let streamable_sessions = Arc::new(LocalSessionManager::default());
         let streamable = StreamableHttpService::new(
             move || Ok(WhatsAppTools::new(factory_ctx.clone())),
-            Arc::new(LocalSessionManager::default()),
+            Arc::clone(&streamable_sessions),
             config,
         );
         let sse = sse::SseSessions::new(
@@ -106,6 +109,7 @@ impl Endpoint {
             shutdown,
             sse,
             streamable,
+            streamable_sessions,
         }
     }
 
@@ -118,10 +122,16 @@ impl Endpoint {
             .merge(self.streamable_route());
         // `/health` skips the Host/Origin guard: it reveals nothing, and load balancers probe
         // it under their own names.
-        self.outer(self.guarded(transports).route(
+        let routes = self.guarded(transports).route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        ))
+        );
+        #[cfg(feature = "fake-engine")]
+        let routes = routes.route(
+            "/debug/sessions",
+            get(debug_sessions).with_state(self.clone()),
+        );
+        self.outer(routes)
     }
 
     /// Streamable HTTP at `/mcp` for the bridge port, so `whatsapp-mcp stdio` needs nothing but
@@ -172,4 +182,23 @@ impl Endpoint {
     pub fn sse_sessions(&self) -> usize {
         self.sse.len()
     }
+
+    /// Open Streamable HTTP sessions (ended by `DELETE /mcp` or after rmcp's idle timeout).
+    pub async fn streamable_sessions(&self) -> usize {
+        self.streamable_sessions.sessions.read().await.len()
+    }
+}
+
+/// `GET /debug/sessions`, in test builds only: open sessions of both transports and the tasks
+/// alive in the runtime, so load tests can show that clients which went away left nothing
+/// behind.
+#[cfg(feature = "fake-engine")]
+async fn debug_sessions(
+    axum::extract::State(endpoint): axum::extract::State<Endpoint>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "sse_sessions": endpoint.sse_sessions(),
+        "streamable_sessions": endpoint.streamable_sessions().await,
+        "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+    }))
 }
