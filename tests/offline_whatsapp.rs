@@ -42,7 +42,8 @@ impl Service {
             .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
             .env("WHATSAPP_MCP_LISTEN", "127.0.0.1:0")
             .env("NOTIFY_SOCKET", &notify.path)
-            .env("RUST_LOG", "info")
+            // Debug, so the check that no QR code reaches the log sees everything.
+            .env("WHATSAPP_MCP_LOG", "debug")
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -209,7 +210,7 @@ fn qr_codes_from_the_server_reach_the_page_the_api_and_the_terminal_and_rotate()
         .envs(common::isolated_env(data.path()))
         .env("WHATSAPP_BRIDGE_URL", &service.base)
         .stdout(std::fs::File::create(&qr_out).unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("qr.err")).unwrap())
         .spawn()
         .map(KillOnDrop)
         .unwrap();
@@ -235,15 +236,36 @@ fn qr_codes_from_the_server_reach_the_page_the_api_and_the_terminal_and_rotate()
         t.contains(&terminal_picture(&second))
     });
     assert!(redrawn.contains("(new code)"), "{redrawn}");
-    println!(
-        "QR codes seen: 2 (one rotation); connection attempts: {}",
-        standin.attempts()
-    );
     // Both codes came over one connection.
     assert_eq!(standin.attempts(), 1);
 
-    let _ = qr.kill();
-    let _ = qr.wait();
+    // After the last ref (20 s more) the client gives up and hangs up. Linking stops there: no
+    // new connection until someone asks again, and `qr` says the code expired.
+    let status = service.wait_for("the codes to run out", |s| s["state"] == "not_linked");
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired")),
+        "{status}"
+    );
+    let exit = common::wait_with_timeout(&mut qr, SETTLE).expect("`qr` ends");
+    assert!(!exit.success(), "{exit:?}");
+    let said = std::fs::read_to_string(data.path().join("qr.err")).unwrap();
+    assert!(said.contains("expired"), "{said}");
+    std::thread::sleep(QUIET);
+    let attempts = standin.attempts();
+    println!("QR codes seen: 2 (one rotation); connection attempts: {attempts}");
+    assert_eq!(attempts, 1, "{}", service.log());
+
+    // The codes are credentials: neither they nor the secret in them reach the log.
+    let log = service.log();
+    for code in [&first, &second] {
+        let secret = code.split(',').nth(3).unwrap();
+        assert!(
+            !log.contains(code.as_str()) && !log.contains(secret),
+            "{log}"
+        );
+    }
     service.stop();
 }
 
