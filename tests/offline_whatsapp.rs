@@ -382,6 +382,8 @@ fn linking_stores_the_device_and_a_logout_wipes_it(postgres: bool) {
     let status = service.wait_for_state("logged_out");
     assert!(status["account"].is_null(), "{status}");
     assert_eq!(standin.connections()[0].hello, linked_as);
+    // The certificate kept from the last login lets the client resume with Noise IK.
+    assert_eq!(standin.connections()[0].pattern, "IK");
     std::thread::sleep(QUIET);
     assert_eq!(standin.attempts(), 1, "{}", service.log());
     service.stop();
