@@ -332,9 +332,9 @@ fn an_outdated_client_is_told_to_upgrade() {
 }
 
 /// Linking end to end, on the session store of either backend: the phone scans, the client
-/// checks and stores the device identity, `/api/status` turns authenticated, and after a
-/// restart the service logs in with what it stored. A 401 on that login then wipes it: the
-/// next start registers from scratch.
+/// checks and stores the device identity, `/api/status` turns authenticated, then connected; a
+/// replaced stream keeps it off. After a restart the service logs in with what it stored; a 401
+/// on that login wipes it, so the next start registers from scratch.
 fn linking_stores_the_device_and_a_logout_wipes_it(postgres: bool) {
     let pg = postgres.then(common::pg::PgCluster::start);
     let extra: Vec<(&str, String)> = match &pg {
@@ -372,11 +372,22 @@ fn linking_stores_the_device_and_a_logout_wipes_it(postgres: bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(standin.connections()[1].hello, linked_as);
+    // Logged in: the stand-in answers the requests that follow and the client reports connected.
+    let status = service.wait_for_state("connected");
+    assert_eq!(status["sync_status"]["connected"], true, "{status}");
+    assert_eq!(status["account"]["phone"], "15550001111", "{status}");
+    // Another client takes the session over: the service stays off until restarted.
+    standin.push(wa_standin::stream_replaced());
+    service.wait_for_state("stream_replaced");
+    std::thread::sleep(QUIET);
+    assert_eq!(standin.attempts(), 2, "{}", service.log());
+    assert!(service.systemd_status().contains("another client"));
     service.stop();
     drop(standin);
 
     // A restart reads the identity back from the session store and logs in with it; this time
-    // WhatsApp says the device was removed.
+    // WhatsApp says the device was removed (after a replaced stream, a restart is how to reclaim
+    // the session).
     let standin = Standin::start(vec![Reply::Refuse(wa_standin::failure(401))]);
     let service = Service::start(&standin, data.path(), &extra);
     let status = service.wait_for_state("logged_out");

@@ -3,9 +3,13 @@
 //! It is the responder of the Noise handshake (XX for a new or freshly linked device, IK for a
 //! device that kept the certificate of an earlier connection), then speaks the binary stanza
 //! protocol inside the encrypted frames: each connection gets the [`Reply`] the test scripted
-//! for it (offer QR refs, refuse the login, greet a linked device), pings are answered, and
-//! every stanza the client sends is kept for the test to look at. On the same port it answers
-//! `GET /sw.js`, where the client reads the current version string.
+//! for it (offer QR refs, refuse the login, welcome a linked device with nothing queued for it),
+//! the client's requests get empty answers (an account with no contacts, groups or app state),
+//! and every stanza the client sends is kept for the test to look at. On the same port it
+//! answers `GET /sw.js`, where the client reads the current version string.
+//!
+//! It stops short of anything end-to-end encrypted: it holds no Signal sessions, so it sends no
+//! messages, history or app-state keys as a phone would.
 //!
 //! Its certificate chain is not signed by WhatsApp (only WhatsApp can do that); the test build
 //! skips that check, see Cargo.toml.
@@ -275,6 +279,10 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> Result<(), Error> {
         }
         Reply::Welcome => {
             link.send(success()).await?;
+            // Nothing was queued while the device was away.
+            let offline = NodeBuilder::new("offline").attr("count", "0").build();
+            link.send(NodeBuilder::new("ib").children([offline]).build())
+                .await?;
             None
         }
     };
@@ -313,7 +321,8 @@ fn success() -> Node {
         .build()
 }
 
-/// The stand-in's answer to a client stanza: pings get a pong, nothing else is answered.
+/// The stand-in's answer to a client request: an app-state sync gets every requested collection
+/// back empty (an account with nothing in it yet), every other request an empty result.
 fn answer(node: &Node) -> Option<Node> {
     if node.tag != "iq" {
         return None;
@@ -328,13 +337,41 @@ fn answer(node: &Node) -> Option<Node> {
     let id = attrs
         .optional_string("id")
         .map(std::borrow::Cow::into_owned)?;
-    (kind.as_deref() == Some("get") && xmlns.as_deref() == Some("w:p")).then(|| {
-        NodeBuilder::new("iq")
-            .attr("from", "s.whatsapp.net")
-            .attr("id", id)
-            .attr("type", "result")
-            .build()
-    })
+    let result = NodeBuilder::new("iq")
+        .attr("from", "s.whatsapp.net")
+        .attr("id", id)
+        .attr("type", "result");
+    match (kind.as_deref(), xmlns.as_deref()) {
+        (Some("get"), Some("w:p")) => Some(result.build()),
+        (Some("set"), Some("w:sync:app:state")) => {
+            let names = node
+                .get_optional_child("sync")
+                .map(|sync| {
+                    sync.get_children_by_tag("collection")
+                        .filter_map(|c| {
+                            let name = c.attrs().optional_string("name")?;
+                            Some(name.into_owned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let collections = names.into_iter().map(|name| {
+                NodeBuilder::new("collection")
+                    .attr("name", name)
+                    .attr("version", "0")
+                    .build()
+            });
+            Some(
+                result
+                    .children([NodeBuilder::new("sync").children(collections).build()])
+                    .build(),
+            )
+        }
+        // Anything else the client asks gets an empty result: enough for the requests it
+        // waits on after login (prekeys, passive mode, privacy settings) to move on.
+        (Some("get" | "set"), _) => Some(result.build()),
+        _ => None,
+    }
 }
 
 async fn serve_version(mut stream: TcpStream) -> Result<(), Error> {
