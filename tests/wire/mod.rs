@@ -121,6 +121,39 @@ impl Streamable {
             })
     }
 
+    /// Posts a tool call on a connection of its own and hangs up as soon as the response has
+    /// started, before the result arrives: a client that goes away mid-stream.
+    pub fn call_and_hang_up(&self, tool: &str, arguments: &Value) -> Result<(), String> {
+        let rest = self.url.trim_start_matches("http://");
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let body = json!({"jsonrpc": "2.0", "id": 999_999, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}})
+        .to_string();
+        let mut stream = TcpStream::connect(host).map_err(|err| err.to_string())?;
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+                     Accept: application/json, text/event-stream\r\nMcp-Session-Id: {}\r\n\
+                     Mcp-Protocol-Version: {PROTOCOL}\r\nContent-Length: {}\r\n\r\n{body}",
+                    self.session,
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .map_err(|err| err.to_string())?;
+        let mut first = [0u8; 12];
+        stream
+            .read_exact(&mut first)
+            .map_err(|err| err.to_string())?;
+        let _ = stream.shutdown(Shutdown::Both);
+        if first.starts_with(b"HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(format!("answered {:?}", String::from_utf8_lossy(&first)))
+        }
+    }
+
     /// Ends the session the way a client that exits cleanly does (`DELETE /mcp`).
     pub fn close(self) -> Result<(), String> {
         let response = self

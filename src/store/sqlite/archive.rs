@@ -596,13 +596,20 @@ pub(super) fn list_messages(
         .as_deref()
         .map(search::TextQuery::parse)
         .filter(|q| !q.is_empty());
-    let mut sql = format!(
-        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
-         WHERE (?1 IS NULL OR m.chat_jid = ?1)
-           AND (?2 IS NULL OR m.sender_jid = ?2)
-           AND (?3 IS NULL OR m.timestamp > ?3)
-           AND (?4 IS NULL OR m.timestamp < ?4)"
-    );
+    // Only the filters given are written out: with `?1 IS NULL OR m.chat_jid = ?1` SQLite
+    // cannot use the chat (or sender) index and walks the whole archive by time instead.
+    // Unused numbers stay bound; the statement always uses ?5 and ?6, so they are in range.
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE 1 = 1");
+    for (given, condition) in [
+        (chat.is_some(), " AND m.chat_jid = ?1"),
+        (sender.is_some(), " AND m.sender_jid = ?2"),
+        (query.after.is_some(), " AND m.timestamp > ?3"),
+        (query.before.is_some(), " AND m.timestamp < ?4"),
+    ] {
+        if given {
+            sql.push_str(condition);
+        }
+    }
     let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
         Box::new(chat),
         Box::new(sender),
