@@ -142,6 +142,17 @@ build_deb() {
     fi
     pass "cargo deb --no-build -> $(basename "$DEB")"
 
+    # The shipped binary has no test seams: no fake engine, no switch that points the WhatsApp
+    # client at another server (those builds also skip WhatsApp's certificate check).
+    local shipped="$WORK/shipped-bin"
+    mkdir -p "$shipped"
+    dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$shipped" ./usr/bin/whatsapp-mcp
+    if ! grep -qaE 'WHATSAPP_MCP_FAKE_WA_SERVER|WHATSAPP_MCP_FAKE_SEED' "$shipped/usr/bin/whatsapp-mcp"; then
+        pass "the packaged binary carries no test seams (fake engine, stand-in server switch)"
+    else
+        fail "the packaged binary was built with the fake-engine feature"
+    fi
+
     # What the package must hold, and what it must not (the token is made at
     # install time, never shipped).
     local listing="$WORK/deb-contents.txt" f absent=""
