@@ -43,6 +43,11 @@ impl Samples {
         out
     }
 
+    /// Adds another set of samples of the same operation.
+    pub fn merge(&mut self, other: Samples) {
+        self.times.extend(other.times);
+    }
+
     pub fn len(&self) -> usize {
         self.times.len()
     }
@@ -86,7 +91,7 @@ impl Samples {
             None => String::new(),
         };
         println!(
-            "{name:<46} n={:<5} median {:>9}  p99 {:>9}  max {:>9}{verdict}",
+            "{name:<58} n={:<5} median {:>9}  p99 {:>9}  max {:>9}{verdict}",
             self.len(),
             ms(self.median()),
             ms(self.p99()),
@@ -112,7 +117,7 @@ pub fn report_rate(name: &str, count: u64, elapsed: Duration, unit: &str, target
         None => String::new(),
     };
     println!(
-        "{name:<46} {count} {unit} in {:.2} s = {rate:.0} {unit}/s{verdict}",
+        "{name:<58} {count} {unit} in {:.2} s = {rate:.0} {unit}/s{verdict}",
         elapsed.as_secs_f64()
     );
 }
