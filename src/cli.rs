@@ -207,6 +207,8 @@ fn serve(config: Config) -> ExitCode {
 }
 
 async fn serve_async(config: Config) -> ExitCode {
+    // First, so that a stop request during start-up ends the process cleanly once it is up.
+    let shutdown = server::shutdown_signal();
     let notifier = Notifier::from_env();
     let listeners = match Listeners::acquire(&config) {
         Ok(listeners) => listeners,
@@ -252,7 +254,7 @@ async fn serve_async(config: Config) -> ExitCode {
         }
     };
     let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
-    let served = server::run(ctx, listeners, notifier, server::shutdown_signal()).await;
+    let served = server::run(ctx, listeners, notifier, shutdown).await;
     // The WhatsApp connection flushes its session state before the process exits.
     engine.shutdown().await;
     match served {

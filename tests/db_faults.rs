@@ -455,3 +455,65 @@ fn sqlite_on_a_read_only_file_system_is_refused_clearly_and_left_intact() {
         .unwrap();
     assert_eq!(found, 1);
 }
+
+/// The archive file is there but read-only for the service's user (root writes regardless, so
+/// the service runs as `nobody`, as the packaged unit runs as its own unprivileged user).
+#[test]
+fn sqlite_read_only_archive_file_is_refused_clearly_and_left_intact() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches to the nobody user and needs root (as CI runs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let open_up = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    };
+    open_up(dir.path(), 0o755);
+    let db = dir.path().join("archive.db");
+    let url = format!("sqlite://{}", db.display());
+    let notify = NotifySocket::new();
+    let (bridge, mcp) = (free_port(), free_port());
+    let mut child = serve(dir.path(), &url, &notify, bridge, mcp);
+    terminate(child.id());
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(20)).expect("exits");
+    assert!(exit.success(), "{exit:?}");
+    let (_, before) = integrity(&db);
+    open_up(&db, 0o644);
+
+    // nobody needs a binary it may run and a data directory of its own.
+    let home = tempfile::tempdir().unwrap();
+    open_up(home.path(), 0o755);
+    let binary = home.path().join("whatsapp-mcp");
+    std::fs::copy(env!("CARGO_BIN_EXE_whatsapp-mcp"), &binary).unwrap();
+    open_up(&binary, 0o755);
+    let data = home.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user");
+    std::os::unix::fs::chown(&data, Some(nobody.uid.as_raw()), None).unwrap();
+    let mut command = Command::new("runuser");
+    command.args(["-u", "nobody", "--", "env"]);
+    for (key, value) in common::isolated_env(&data) {
+        command.arg(format!("{key}={value}"));
+    }
+    let out = command
+        .arg(format!("DATABASE_URL={url}"))
+        .arg("WHATSAPP_MCP_BRIDGE_LISTEN=127.0.0.1:0")
+        .arg("WHATSAPP_MCP_LISTEN=127.0.0.1:0")
+        .arg(&binary)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runuser (util-linux) is installed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open the archive"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "says why: {stderr}");
+    eprintln!(
+        "start with a read-only archive file: exit 1, {:?}",
+        stderr.trim()
+    );
+    let (check, count) = integrity(&db);
+    assert_eq!((check.as_str(), count), ("ok", before));
+}
