@@ -132,7 +132,15 @@ fn socket_activated_cold_start() {
         "serve: socket-activated first request, existing archive",
         target,
     );
-    report_rss("serve: idle VmRSS, empty archive", &rss, 25 * 1024);
+    report_rss("serve: idle VmRSS, empty archive", &rss, TARGET_RSS_KIB);
+}
+
+/// 25 MB (decimal) in the KiB that /proc reports as "kB".
+const TARGET_RSS_KIB: u64 = 25_000_000 / 1024;
+
+/// KiB as decimal megabytes.
+fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
 }
 
 fn report_rss(name: &str, samples: &[u64], target_kb: u64) {
@@ -143,19 +151,19 @@ fn report_rss(name: &str, samples: &[u64], target_kb: u64) {
     let verdict = if !full_run() {
         String::new()
     } else if max <= target_kb {
-        format!("  target <= {:.0} MB met", target_kb as f64 / 1024.0)
+        format!("  target <= {:.0} MB met", mb(target_kb))
     } else {
         format!(
             "  target <= {:.0} MB MISSED by {:.1} MB",
-            target_kb as f64 / 1024.0,
-            (max - target_kb) as f64 / 1024.0
+            mb(target_kb),
+            mb(max - target_kb)
         )
     };
     println!(
         "{name:<58} n={:<5} median {:.1} MB  max {:.1} MB{verdict}",
         samples.len(),
-        median as f64 / 1024.0,
-        max as f64 / 1024.0
+        mb(median),
+        mb(max)
     );
 }
 
@@ -284,7 +292,7 @@ fn stdio_cold_start() {
             init_target,
         );
         list.report(&format!("stdio {mode}: spawn -> tools/list answered"), None);
-        report_rss(&format!("stdio {mode}: idle VmRSS"), &rss, 25 * 1024);
+        report_rss(&format!("stdio {mode}: idle VmRSS"), &rss, TARGET_RSS_KIB);
     }
     terminate(daemon.id());
     wait_with_timeout(&mut daemon, Duration::from_secs(15));
@@ -427,7 +435,7 @@ fn http_throughput() {
         println!(
             "HTTP: serve VmRSS after the run ({} messages archived) {:.1} MB",
             spec.messages,
-            kb as f64 / 1024.0
+            mb(kb)
         );
     }
     terminate(daemon.id());
