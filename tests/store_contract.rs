@@ -181,6 +181,16 @@ async fn the_same_message_twice_is_stored_once(f: &Fixture) {
     assert_eq!(media.direct_path.as_deref(), Some("/v/t62/abc"));
     assert_eq!(media.media_key, Some(vec![1, 2, 3]));
     assert_eq!(search(store, "Minou").await, vec!["dup"]);
+    // Two copies in one batch of a message the archive lacks: the first is stored, the second
+    // still fills in what the first lacked.
+    let bare = text(ADA, "pair", Some(ADA), 110, "ticket");
+    let mut fuller = bare.clone();
+    fuller.quoted_id = Some("dup".to_owned());
+    fuller.caption = Some("boarding pass".to_owned());
+    assert_eq!(store.insert_messages(vec![bare, fuller]).await.unwrap(), 1);
+    let stored = store.message(jid(ADA), "pair".to_owned()).await.unwrap();
+    assert_eq!(stored.quoted_id.as_deref(), Some("dup"));
+    assert_eq!(search(store, "boarding").await, vec!["pair"]);
 }
 
 async fn chats_sort_by_activity_or_name_and_page(f: &Fixture) {
@@ -557,6 +567,36 @@ async fn context_surrounds_a_message_in_order(f: &Fixture) {
         .await
         .unwrap();
     assert!(edge.before.is_empty() && edge.after.is_empty());
+    // A page of results at once: neighbours overlap, a reaction comes along, an unknown
+    // message gets none, and the order of the request is kept.
+    store
+        .set_reaction(jid(ADA), "c4".to_owned(), jid(BOB), "👍".to_owned(), 200)
+        .await
+        .unwrap();
+    let wanted = [(ADA, "c5"), (ADA, "nope"), (BOB, "x"), (ADA, "c4"), (ADA, "c9")]
+        .map(|(chat, id)| (chat.to_owned(), id.to_owned()));
+    let found = store.neighbours(wanted.to_vec(), 2, 1).await.unwrap();
+    let shape: Vec<(Vec<&str>, Vec<&str>)> = found
+        .iter()
+        .map(|n| (ids(&n.before), ids(&n.after)))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (vec!["c3", "c4"], vec!["c6"]),
+            (vec![], vec![]),
+            (vec![], vec![]),
+            (vec!["c2", "c3"], vec!["c5"]),
+            (vec!["c7", "c8"], vec![]),
+        ]
+    );
+    let liked = &found[0].before[1];
+    assert_eq!(liked.reactions.len(), 1);
+    assert_eq!(liked.reactions[0].emoji, "👍");
+    assert!(found[3].before.iter().all(|m| m.reactions.is_empty()));
+    let none = store.neighbours(wanted.to_vec(), 0, 0).await.unwrap();
+    assert!(none.iter().all(|n| n.before.is_empty() && n.after.is_empty()));
+    assert_eq!(none.len(), wanted.len());
 }
 
 async fn messages_are_found_by_id_alone(f: &Fixture) {

@@ -283,35 +283,38 @@ impl WhatsAppTools {
             })
             .await
             .map_err(archive_error)?;
-        let mut out = Vec::with_capacity(messages.len());
-        for message in messages {
-            let (context_before, context_after) =
-                if p.include_context && (p.context_before > 0 || p.context_after > 0) {
-                    let chat = parse_jid("chat_jid", &message.chat_jid)?;
-                    let context = self
-                        .ctx
-                        .store
-                        .message_context(
-                            chat,
-                            message.id.clone(),
-                            p.context_before.min(50),
-                            p.context_after.min(50),
-                        )
-                        .await
-                        .map_err(archive_error)?;
-                    (
-                        Some(context.before.into_iter().map(Into::into).collect()),
-                        Some(context.after.into_iter().map(Into::into).collect()),
-                    )
-                } else {
-                    (None, None)
+        let with_context = p.include_context && (p.context_before > 0 || p.context_after > 0);
+        let mut neighbours = if with_context {
+            let keys = messages
+                .iter()
+                .map(|m| (m.chat_jid.clone(), m.id.clone()))
+                .collect();
+            self.ctx
+                .store
+                .neighbours(keys, p.context_before.min(50), p.context_after.min(50))
+                .await
+                .map_err(archive_error)?
+                .into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let out: Vec<MessageWithContext> = messages
+            .into_iter()
+            .map(|message| {
+                let (context_before, context_after) = match neighbours.next() {
+                    Some(n) => (
+                        Some(n.before.into_iter().map(Into::into).collect()),
+                        Some(n.after.into_iter().map(Into::into).collect()),
+                    ),
+                    None => (None, None),
                 };
-            out.push(MessageWithContext {
-                message: message.into(),
-                context_before,
-                context_after,
-            });
-        }
+                MessageWithContext {
+                    message: message.into(),
+                    context_before,
+                    context_after,
+                }
+            })
+            .collect();
         Ok(Json(MessageList {
             count: out.len(),
             messages: out,

@@ -19,7 +19,7 @@ use crate::config::{BackendKind, DatabaseUrl};
 use crate::jid::Jid;
 use model::{
     Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
-    MessageQuery, NewMessage, Page, Participant,
+    MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 
 pub use postgres::PostgresStore;
@@ -177,6 +177,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         before: u32,
         after: u32,
     ) -> Result<MessageContext, StoreError>;
+
+    /// The neighbours of each listed message, given as (chat, id) with the chat as the archive
+    /// stores it (a listed message's `chat_jid`), in the order given: up to `before` older and
+    /// `after` newer messages of its chat. A message the archive lacks gets none. One call
+    /// serves a whole page of results.
+    async fn neighbours(
+        &self,
+        messages: Vec<(String, String)>,
+        before: u32,
+        after: u32,
+    ) -> Result<Vec<Neighbours>, StoreError>;
 
     /// Contacts whose name or number contains `query`.
     async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError>;

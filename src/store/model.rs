@@ -286,6 +286,13 @@ pub struct MessageContext {
     pub after: Vec<Message>,
 }
 
+/// The messages around one message of a chat, both lists in chronological order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Neighbours {
+    pub before: Vec<Message>,
+    pub after: Vec<Message>,
+}
+
 /// A member of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Participant {

@@ -1,7 +1,9 @@
 //! The archive's SQL for PostgreSQL: the same operations as the SQLite archive, in one
 //! transaction per write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::future::try_join_all;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
@@ -9,7 +11,7 @@ use tokio_postgres::{GenericClient, Row};
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
     Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
-    Message, MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+    Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
 };
 use crate::store::search;
 
@@ -222,18 +224,42 @@ pub(super) async fn insert_messages(
     // Sorted so concurrent writers touch chats in the same order and cannot deadlock.
     let mut chats: Vec<_> = newest.into_iter().collect();
     chats.sort_by(|a, b| a.0.cmp(&b.0));
-    for (chat, (kind, last)) in &chats {
-        ensure_chat(db, chat, *kind, Some(*last)).await?;
+    // Issued together, tokio-postgres pipelines them: one round trip for all the chats.
+    try_join_all(
+        chats
+            .iter()
+            .map(|(chat, (kind, last))| ensure_chat(db, chat, *kind, Some(*last))),
+    )
+    .await?;
+    let rows: Vec<MessageRow<'_>> = messages
+        .iter()
+        .map(|message| MessageRow::new(message, &canonical_of))
+        .collect();
+    // The first copy of each message goes into one multi-row INSERT: a chunk costs one round
+    // trip instead of one per message. Copies the archive already has, and later copies within
+    // the chunk, only fill in what the stored row lacks, in the order they came.
+    let mut seen = HashSet::new();
+    let first_copy: Vec<bool> = rows
+        .iter()
+        .map(|row| seen.insert((row.chat, row.id)))
+        .collect();
+    let fresh: Vec<&MessageRow<'_>> = rows
+        .iter()
+        .zip(&first_copy)
+        .filter_map(|(row, first)| first.then_some(row))
+        .collect();
+    let inserted: HashSet<(String, String)> = bulk_insert(db, &fresh).await?.into_iter().collect();
+    let known: Vec<&MessageRow<'_>> = rows
+        .iter()
+        .zip(&first_copy)
+        .filter_map(|(row, first)| {
+            let new_row = *first && inserted.contains(&(row.chat.to_owned(), row.id.to_owned()));
+            (!new_row).then_some(row)
+        })
+        .collect();
+    if known.is_empty() {
+        return Ok(inserted.len() as u64);
     }
-    let insert = db
-        .prepare(
-            "INSERT INTO messages (chat_jid, id, sender_jid, timestamp, from_me, text, caption, quoted_id,
-                 media_type, file_name, mime_type, file_length, media_url, direct_path, media_key,
-                 file_sha256, file_enc_sha256, search_text)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-             ON CONFLICT (chat_jid, id) DO NOTHING",
-        )
-        .await?;
     let fill = db
         .prepare(
             "UPDATE messages SET
@@ -254,58 +280,170 @@ pub(super) async fn insert_messages(
                AND $4::BIGINT IS NOT NULL AND $5::BOOLEAN IS NOT NULL AND $18::TEXT IS NOT NULL",
         )
         .await?;
-    let refresh_search = db
-        .prepare(
-            "UPDATE messages SET search_text = $3 WHERE chat_jid = $1 AND id = $2 AND search_text <> $3",
-        )
-        .await?;
-    let mut inserted = 0;
-    for message in messages {
-        let chat = &canonical_of[&message.chat];
-        let sender = message.sender.as_ref().map(|s| canonical_of[s].as_str());
-        let media = message.media.as_ref();
-        let search_text = search::message_search_text([
-            message.text.as_deref(),
-            message.caption.as_deref(),
-            media.and_then(|m| m.file_name.as_deref()),
-        ]);
-        let file_length = media.and_then(|m| m.file_length).map(|n| n as i64);
-        let values: [&(dyn ToSql + Sync); 18] = [
-            chat,
-            &message.id,
-            &sender,
-            &message.timestamp,
-            &message.from_me,
-            &message.text,
-            &message.caption,
-            &message.quoted_id,
-            &media.map(|m| m.media_type.as_str()),
-            &media.and_then(|m| m.file_name.as_deref()),
-            &media.and_then(|m| m.mime_type.as_deref()),
-            &file_length,
-            &media.and_then(|m| m.url.as_deref()),
-            &media.and_then(|m| m.direct_path.as_deref()),
-            &media.and_then(|m| m.media_key.as_deref()),
-            &media.and_then(|m| m.file_sha256.as_deref()),
-            &media.and_then(|m| m.file_enc_sha256.as_deref()),
-            &search_text,
-        ];
-        if db.execute(&insert, &values).await? == 1 {
-            inserted += 1;
-        } else if db.execute(&fill, &values).await? == 1 {
+    for row in known {
+        let values = row.values();
+        if db.execute(&fill, &values).await? == 1 {
             // The stored row may have gained text or a caption: search what it now says.
-            let row = db
+            let stored = db
                 .query_one(
                     "SELECT text, caption, file_name FROM messages WHERE chat_jid = $1 AND id = $2",
-                    &[chat, &message.id],
+                    &[&row.chat, &row.id],
                 )
                 .await?;
-            let text = search::message_search_text([row.get(0), row.get(1), row.get(2)]);
-            db.execute(&refresh_search, &[chat, &message.id, &text])
-                .await?;
+            let text = search::message_search_text([stored.get(0), stored.get(1), stored.get(2)]);
+            db.execute(
+                "UPDATE messages SET search_text = $3 WHERE chat_jid = $1 AND id = $2 AND search_text <> $3",
+                &[&row.chat, &row.id, &text],
+            )
+            .await?;
         }
     }
-    Ok(inserted)
+    Ok(inserted.len() as u64)
+}
+
+/// A message's column values as `insert_messages` writes them, borrowed from the message.
+struct MessageRow<'a> {
+    chat: &'a str,
+    id: &'a str,
+    sender: Option<&'a str>,
+    timestamp: i64,
+    from_me: bool,
+    text: Option<&'a str>,
+    caption: Option<&'a str>,
+    quoted_id: Option<&'a str>,
+    media_type: Option<&'a str>,
+    file_name: Option<&'a str>,
+    mime_type: Option<&'a str>,
+    file_length: Option<i64>,
+    url: Option<&'a str>,
+    direct_path: Option<&'a str>,
+    media_key: Option<&'a [u8]>,
+    file_sha256: Option<&'a [u8]>,
+    file_enc_sha256: Option<&'a [u8]>,
+    search_text: String,
+}
+
+impl<'a> MessageRow<'a> {
+    fn new(message: &'a NewMessage, canonical_of: &'a HashMap<&Jid, String>) -> Self {
+        let media = message.media.as_ref();
+        let file_name = media.and_then(|m| m.file_name.as_deref());
+        MessageRow {
+            chat: &canonical_of[&message.chat],
+            id: &message.id,
+            sender: message.sender.as_ref().map(|s| canonical_of[s].as_str()),
+            timestamp: message.timestamp,
+            from_me: message.from_me,
+            text: message.text.as_deref(),
+            caption: message.caption.as_deref(),
+            quoted_id: message.quoted_id.as_deref(),
+            media_type: media.map(|m| m.media_type.as_str()),
+            file_name,
+            mime_type: media.and_then(|m| m.mime_type.as_deref()),
+            file_length: media.and_then(|m| m.file_length).map(|n| n as i64),
+            url: media.and_then(|m| m.url.as_deref()),
+            direct_path: media.and_then(|m| m.direct_path.as_deref()),
+            media_key: media.and_then(|m| m.media_key.as_deref()),
+            file_sha256: media.and_then(|m| m.file_sha256.as_deref()),
+            file_enc_sha256: media.and_then(|m| m.file_enc_sha256.as_deref()),
+            search_text: search::message_search_text([
+                message.text.as_deref(),
+                message.caption.as_deref(),
+                file_name,
+            ]),
+        }
+    }
+
+    /// The values in the column order of `insert_messages`' statements ($1 … $18).
+    fn values(&self) -> [&(dyn ToSql + Sync); 18] {
+        [
+            &self.chat,
+            &self.id,
+            &self.sender,
+            &self.timestamp,
+            &self.from_me,
+            &self.text,
+            &self.caption,
+            &self.quoted_id,
+            &self.media_type,
+            &self.file_name,
+            &self.mime_type,
+            &self.file_length,
+            &self.url,
+            &self.direct_path,
+            &self.media_key,
+            &self.file_sha256,
+            &self.file_enc_sha256,
+            &self.search_text,
+        ]
+    }
+}
+
+/// Inserts rows the archive may not have yet in one statement, column by column through
+/// `unnest`; returns the (chat, id) of the rows it inserted.
+async fn bulk_insert(
+    db: &impl GenericClient,
+    rows: &[&MessageRow<'_>],
+) -> Result<Vec<(String, String)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    fn column<'r, T>(rows: &[&'r MessageRow<'_>], f: impl Fn(&'r MessageRow<'_>) -> T) -> Vec<T> {
+        rows.iter().map(|row| f(row)).collect()
+    }
+    let chats = column(rows, |r| r.chat);
+    let ids = column(rows, |r| r.id);
+    let senders = column(rows, |r| r.sender);
+    let timestamps = column(rows, |r| r.timestamp);
+    let from_me = column(rows, |r| r.from_me);
+    let texts = column(rows, |r| r.text);
+    let captions = column(rows, |r| r.caption);
+    let quoted = column(rows, |r| r.quoted_id);
+    let media_types = column(rows, |r| r.media_type);
+    let file_names = column(rows, |r| r.file_name);
+    let mime_types = column(rows, |r| r.mime_type);
+    let file_lengths = column(rows, |r| r.file_length);
+    let urls = column(rows, |r| r.url);
+    let direct_paths = column(rows, |r| r.direct_path);
+    let media_keys = column(rows, |r| r.media_key);
+    let sha256s = column(rows, |r| r.file_sha256);
+    let enc_sha256s = column(rows, |r| r.file_enc_sha256);
+    let search_texts = column(rows, |r| r.search_text.as_str());
+    let inserted = db
+        .query(
+            "INSERT INTO messages (chat_jid, id, sender_jid, timestamp, from_me, text, caption, quoted_id,
+                 media_type, file_name, mime_type, file_length, media_url, direct_path, media_key,
+                 file_sha256, file_enc_sha256, search_text)
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BOOLEAN[],
+                 $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[],
+                 $13::TEXT[], $14::TEXT[], $15::BYTEA[], $16::BYTEA[], $17::BYTEA[], $18::TEXT[])
+             ON CONFLICT (chat_jid, id) DO NOTHING
+             RETURNING chat_jid, id",
+            &[
+                &chats,
+                &ids,
+                &senders,
+                &timestamps,
+                &from_me,
+                &texts,
+                &captions,
+                &quoted,
+                &media_types,
+                &file_names,
+                &mime_types,
+                &file_lengths,
+                &urls,
+                &direct_paths,
+                &media_keys,
+                &sha256s,
+                &enc_sha256s,
+                &search_texts,
+            ],
+        )
+        .await?;
+    Ok(inserted
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
 }
 
 pub(super) async fn edit_message(
@@ -450,12 +588,15 @@ pub(super) async fn sync_state(db: &impl GenericClient, key: &str) -> Result<Opt
 const CONTACT_NAME_SC: &str =
     "COALESCE(sc.full_name, sc.first_name, sc.business_name, sc.push_name)";
 
-const MESSAGE_SELECT: &str = "SELECT m.chat_jid, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name),
+/// The columns `message_row` reads, in its order; `MESSAGE_FROM` provides the tables.
+const MESSAGE_COLUMNS: &str =
+    "m.chat_jid, COALESCE(cc.full_name, cc.first_name, cc.business_name, c.name, cc.push_name),
      m.id, m.sender_jid, COALESCE(sc.full_name, sc.first_name, sc.business_name, sc.push_name),
      m.timestamp, m.from_me, m.text, m.caption, m.quoted_id, m.media_type, m.file_name, m.mime_type,
      m.file_length, m.media_url, m.direct_path, m.media_key, m.file_sha256, m.file_enc_sha256,
-     m.edited_at, m.deleted_at, m.delivery
-     FROM messages m
+     m.edited_at, m.deleted_at, m.delivery";
+
+const MESSAGE_FROM: &str = "FROM messages m
      JOIN chats c ON c.jid = m.chat_jid
      LEFT JOIN contacts cc ON cc.jid = m.chat_jid
      LEFT JOIN contacts sc ON sc.jid = m.sender_jid";
@@ -500,24 +641,35 @@ async fn with_reactions(
     if messages.is_empty() {
         return Ok(messages);
     }
+    // One query for the reactions of all the messages, whatever their number.
+    let chats: Vec<&str> = messages.iter().map(|m| m.chat_jid.as_str()).collect();
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let sql = format!(
-        "SELECT r.sender_jid, {CONTACT_NAME_SC}, r.emoji, r.timestamp
+        "SELECT r.chat_jid, r.message_id, r.sender_jid, {CONTACT_NAME_SC}, r.emoji, r.timestamp
          FROM reactions r LEFT JOIN contacts sc ON sc.jid = r.sender_jid
-         WHERE r.chat_jid = $1 AND r.message_id = $2 ORDER BY r.timestamp"
+         WHERE (r.chat_jid, r.message_id) IN (SELECT * FROM unnest($1::TEXT[], $2::TEXT[]))
+         ORDER BY r.timestamp, r.sender_jid"
     );
-    let stmt = db.prepare(&sql).await?;
+    let mut reactions: HashMap<(String, String), Vec<Reaction>> = HashMap::new();
+    for row in db.query(&sql, &[&chats, &ids]).await? {
+        reactions
+            .entry((row.get(0), row.get(1)))
+            .or_default()
+            .push(Reaction {
+                sender_jid: row.get(2),
+                sender_name: row.get(3),
+                emoji: row.get(4),
+                timestamp: row.get(5),
+            });
+    }
+    if reactions.is_empty() {
+        return Ok(messages);
+    }
     for message in &mut messages {
-        message.reactions = db
-            .query(&stmt, &[&message.chat_jid, &message.id])
-            .await?
-            .iter()
-            .map(|row| Reaction {
-                sender_jid: row.get(0),
-                sender_name: row.get(1),
-                emoji: row.get(2),
-                timestamp: row.get(3),
-            })
-            .collect();
+        let key = (message.chat_jid.clone(), message.id.clone());
+        if let Some(found) = reactions.get(&key) {
+            message.reactions = found.clone();
+        }
     }
     Ok(messages)
 }
@@ -541,15 +693,42 @@ fn chat_row(row: &Row) -> Chat {
     }
 }
 
-async fn latest_message(db: &impl GenericClient, chat: &str) -> Result<Option<Message>> {
+/// The newest message of each chat, keyed by chat; chats without messages are absent.
+async fn latest_messages(
+    db: &impl GenericClient,
+    chats: &[&str],
+) -> Result<HashMap<String, Message>> {
+    if chats.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // One LATERAL probe of the (chat, time) index per chat, all in one statement.
     let sql = format!(
-        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 ORDER BY m.timestamp DESC, m.pk DESC LIMIT 1"
+        "WITH newest AS (
+             SELECT l.pk FROM unnest($1::TEXT[]) AS x(jid)
+             CROSS JOIN LATERAL (
+                 SELECT pk FROM messages WHERE chat_jid = x.jid
+                 ORDER BY timestamp DESC, pk DESC LIMIT 1
+             ) l
+         )
+         SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} JOIN newest ON newest.pk = m.pk"
     );
     Ok(db
-        .query_opt(&sql, &[&chat])
+        .query(&sql, &[&chats])
         .await?
-        .as_ref()
-        .map(message_row))
+        .iter()
+        .map(message_row)
+        .map(|message| (message.chat_jid.clone(), message))
+        .collect())
+}
+
+/// Fills in `last_message` of every chat with one query.
+async fn with_last_messages(db: &impl GenericClient, chats: &mut [Chat]) -> Result<()> {
+    let jids: Vec<&str> = chats.iter().map(|c| c.jid.as_str()).collect();
+    let mut latest = latest_messages(db, &jids).await?;
+    for chat in chats {
+        chat.last_message = latest.remove(&chat.jid);
+    }
+    Ok(())
 }
 
 pub(super) async fn list_chats(db: &impl GenericClient, query: &ChatQuery) -> Result<Vec<Chat>> {
@@ -574,9 +753,7 @@ pub(super) async fn list_chats(db: &impl GenericClient, query: &ChatQuery) -> Re
         .await?;
     let mut chats: Vec<Chat> = rows.iter().map(chat_row).collect();
     if query.include_last_message {
-        for chat in &mut chats {
-            chat.last_message = latest_message(db, &chat.jid).await?;
-        }
+        with_last_messages(db, &mut chats).await?;
     }
     Ok(chats)
 }
@@ -589,8 +766,9 @@ pub(super) async fn chat(db: &impl GenericClient, jid: &Jid) -> Result<Option<Ch
     else {
         return Ok(None);
     };
-    let mut chat = chat_row(&row);
-    chat.last_message = latest_message(db, &jid).await?;
+    let mut chat = [chat_row(&row)];
+    with_last_messages(db, &mut chat).await?;
+    let [chat] = chat;
     Ok(Some(chat))
 }
 
@@ -612,7 +790,7 @@ pub(super) async fn list_messages(
         .map(|t| search::TextQuery::parse(t).folded_like_patterns())
         .unwrap_or_default();
     let mut sql = format!(
-        "{MESSAGE_SELECT}
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
          WHERE ($1::TEXT IS NULL OR m.chat_jid = $1)
            AND ($2::TEXT IS NULL OR m.sender_jid = $2)
            AND ($3::BIGINT IS NULL OR m.timestamp > $3)
@@ -632,7 +810,9 @@ pub(super) async fn list_messages(
 }
 
 pub(super) async fn messages_by_id(db: &impl GenericClient, id: &str) -> Result<Vec<Message>> {
-    let sql = format!("{MESSAGE_SELECT} WHERE m.id = $1 ORDER BY m.timestamp DESC LIMIT 5");
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.id = $1 ORDER BY m.timestamp DESC LIMIT 5"
+    );
     let found = db
         .query(&sql, &[&id])
         .await?
@@ -643,7 +823,8 @@ pub(super) async fn messages_by_id(db: &impl GenericClient, id: &str) -> Result<
 }
 
 async fn message_in(db: &impl GenericClient, chat: &str, id: &str) -> Result<Option<Message>> {
-    let sql = format!("{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND m.id = $2");
+    let sql =
+        format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.chat_jid = $1 AND m.id = $2");
     let Some(row) = db.query_opt(&sql, &[&chat, &id]).await? else {
         return Ok(None);
     };
@@ -667,47 +848,75 @@ pub(super) async fn message_context(
     after: u32,
 ) -> Result<Option<MessageContext>> {
     let chat = canonical(db, chat).await?;
-    let Some(anchor) = db
-        .query_opt(
-            "SELECT pk, timestamp FROM messages WHERE chat_jid = $1 AND id = $2",
-            &[&chat, &id],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let (pk, timestamp): (i64, i64) = (anchor.get(0), anchor.get(1));
     let Some(message) = message_in(db, &chat, id).await? else {
         return Ok(None);
     };
-    let before = i64::from(before.min(MAX_PAGE_SIZE));
-    let after = i64::from(after.min(MAX_PAGE_SIZE));
-    let older_sql = format!(
-        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND (m.timestamp, m.pk) < ($2, $3)
-         ORDER BY m.timestamp DESC, m.pk DESC LIMIT $4"
-    );
-    let newer_sql = format!(
-        "{MESSAGE_SELECT} WHERE m.chat_jid = $1 AND (m.timestamp, m.pk) > ($2, $3)
-         ORDER BY m.timestamp ASC, m.pk ASC LIMIT $4"
-    );
-    let mut older: Vec<Message> = db
-        .query(&older_sql, &[&chat, &timestamp, &pk, &before])
+    let key = [(chat, id.to_owned())];
+    let Neighbours { before, after } = neighbours(db, &key, before, after)
         .await?
-        .iter()
-        .map(message_row)
-        .collect();
-    older.reverse();
-    let newer: Vec<Message> = db
-        .query(&newer_sql, &[&chat, &timestamp, &pk, &after])
-        .await?
-        .iter()
-        .map(message_row)
-        .collect();
+        .pop()
+        .unwrap_or_default();
     Ok(Some(MessageContext {
         message,
-        before: with_reactions(db, older).await?,
-        after: with_reactions(db, newer).await?,
+        before,
+        after,
     }))
+}
+
+pub(super) async fn neighbours(
+    db: &impl GenericClient,
+    messages: &[(String, String)],
+    before: u32,
+    after: u32,
+) -> Result<Vec<Neighbours>> {
+    let mut found: Vec<Neighbours> = vec![Neighbours::default(); messages.len()];
+    if messages.is_empty() || (before == 0 && after == 0) {
+        return Ok(found);
+    }
+    let chats: Vec<&str> = messages.iter().map(|(chat, _)| chat.as_str()).collect();
+    let ids: Vec<&str> = messages.iter().map(|(_, id)| id.as_str()).collect();
+    let before = i64::from(before.min(MAX_PAGE_SIZE));
+    let after = i64::from(after.min(MAX_PAGE_SIZE));
+    // Each anchor probes the (chat, time) index twice, older and newer, all in one statement;
+    // `ord` says which anchor a row belongs to (neighbouring results share rows).
+    let sql = format!(
+        "WITH anchor AS (
+             SELECT k.ord, m.chat_jid, m.timestamp, m.pk
+             FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS k(chat_jid, id, ord)
+             JOIN messages m ON m.chat_jid = k.chat_jid AND m.id = k.id
+         ),
+         near AS (
+             SELECT a.ord, FALSE AS newer, o.pk FROM anchor a CROSS JOIN LATERAL (
+                 SELECT pk FROM messages
+                 WHERE chat_jid = a.chat_jid AND (timestamp, pk) < (a.timestamp, a.pk)
+                 ORDER BY timestamp DESC, pk DESC LIMIT $3
+             ) o
+             UNION ALL
+             SELECT a.ord, TRUE, n.pk FROM anchor a CROSS JOIN LATERAL (
+                 SELECT pk FROM messages
+                 WHERE chat_jid = a.chat_jid AND (timestamp, pk) > (a.timestamp, a.pk)
+                 ORDER BY timestamp, pk LIMIT $4
+             ) n
+         )
+         SELECT {MESSAGE_COLUMNS}, near.ord, near.newer {MESSAGE_FROM}
+         JOIN near ON near.pk = m.pk
+         ORDER BY near.ord, m.timestamp, m.pk"
+    );
+    let rows = db.query(&sql, &[&chats, &ids, &before, &after]).await?;
+    let placed: Vec<(usize, bool)> = rows
+        .iter()
+        .map(|row| ((row.get::<_, i64>(22) - 1) as usize, row.get(23)))
+        .collect();
+    let listed = with_reactions(db, rows.iter().map(message_row).collect()).await?;
+    for ((ord, newer), message) in placed.into_iter().zip(listed) {
+        let slot = &mut found[ord];
+        if newer {
+            slot.after.push(message);
+        } else {
+            slot.before.push(message);
+        }
+    }
+    Ok(found)
 }
 
 const CONTACT_SELECT: &str =
@@ -777,9 +986,7 @@ pub(super) async fn contact_chats(
         .query(&sql, &[&jid, &page.limit(), &page.offset()])
         .await?;
     let mut chats: Vec<Chat> = rows.iter().map(chat_row).collect();
-    for chat in &mut chats {
-        chat.last_message = latest_message(db, &chat.jid).await?;
-    }
+    with_last_messages(db, &mut chats).await?;
     Ok(chats)
 }
 
@@ -789,7 +996,7 @@ pub(super) async fn last_interaction(
 ) -> Result<Option<Message>> {
     let jid = canonical(db, jid).await?;
     let sql = format!(
-        "{MESSAGE_SELECT}
+        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
          WHERE m.pk = (SELECT pk FROM (
              (SELECT pk, timestamp FROM messages WHERE chat_jid = $1 ORDER BY timestamp DESC LIMIT 1)
              UNION ALL

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 
 use super::model::{
     Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
-    MessageQuery, NewMessage, Page, Participant,
+    MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 use super::pg;
 use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
@@ -331,6 +331,17 @@ impl Store for PostgresStore {
             &**client, &chat, &id, before, after
         ))?
         .ok_or_else(|| not_found("message", format!("{id} in {chat}")))
+    }
+
+    async fn neighbours(
+        &self,
+        messages: Vec<(String, String)>,
+        before: u32,
+        after: u32,
+    ) -> Result<Vec<Neighbours>, StoreError> {
+        read!(self, |client| archive::neighbours(
+            &**client, &messages, before, after
+        ))
     }
 
     async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError> {

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
     Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
-    Message, MessageContext, MessageQuery, NewMessage, Page, Participant, Reaction,
+    Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
 };
 use crate::store::search;
 
@@ -675,12 +675,49 @@ pub(super) fn message_context(
     after: u32,
 ) -> rusqlite::Result<MessageContext> {
     let chat = canonical(conn, chat)?;
-    let (pk, timestamp): (i64, i64) = conn.query_row(
-        "SELECT pk, timestamp FROM messages WHERE chat_jid = ?1 AND id = ?2",
-        params![chat, id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
     let message = message_in(conn, &chat, id)?;
+    let Neighbours { before, after } =
+        neighbours_of(conn, &chat, id, before, after)?.unwrap_or_default();
+    Ok(MessageContext {
+        message,
+        before,
+        after,
+    })
+}
+
+pub(super) fn neighbours(
+    conn: &Connection,
+    messages: &[(String, String)],
+    before: u32,
+    after: u32,
+) -> rusqlite::Result<Vec<Neighbours>> {
+    messages
+        .iter()
+        .map(|(chat, id)| Ok(neighbours_of(conn, chat, id, before, after)?.unwrap_or_default()))
+        .collect()
+}
+
+/// Up to `before` older and `after` newer messages around one message of a stored chat;
+/// `None` when the archive does not have that message.
+fn neighbours_of(
+    conn: &Connection,
+    chat: &str,
+    id: &str,
+    before: u32,
+    after: u32,
+) -> rusqlite::Result<Option<Neighbours>> {
+    if before == 0 && after == 0 {
+        return Ok(Some(Neighbours::default()));
+    }
+    let Some((pk, timestamp)) = conn
+        .prepare_cached("SELECT pk, timestamp FROM messages WHERE chat_jid = ?1 AND id = ?2")?
+        .query_row(params![chat, id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
     let older_sql = format!(
         "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
          WHERE m.chat_jid = ?1 AND (m.timestamp < ?2 OR (m.timestamp = ?2 AND m.pk < ?3))
@@ -706,11 +743,10 @@ pub(super) fn message_context(
             message_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(MessageContext {
-        message,
+    Ok(Some(Neighbours {
         before: with_reactions(conn, older)?,
         after: with_reactions(conn, newer)?,
-    })
+    }))
 }
 
 const CONTACT_COLUMNS: &str = "jid, lid, phone, full_name, first_name, push_name, business_name";

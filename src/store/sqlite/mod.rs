@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::model::{
     Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
-    MessageQuery, NewMessage, Page, Participant,
+    MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
 use crate::config::BackendKind;
@@ -438,6 +438,16 @@ impl Store for SqliteStore {
         self.read(move |conn| archive::message_context(conn, &chat, &id, before, after))
             .await
             .map_err(|err| not_found_as(err, "message", &shown))
+    }
+
+    async fn neighbours(
+        &self,
+        messages: Vec<(String, String)>,
+        before: u32,
+        after: u32,
+    ) -> Result<Vec<Neighbours>, StoreError> {
+        self.read(move |conn| archive::neighbours(conn, &messages, before, after))
+            .await
     }
 
     async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError> {
