@@ -188,6 +188,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(map_error)?;
+    // `rarray(?)` lets a query take a list of row ids as one parameter (full-text search).
+    rusqlite::vtab::array::load_module(&conn).map_err(map_error)?;
     Ok(conn)
 }
 
@@ -540,6 +542,77 @@ mod tests {
             })
             .unwrap();
         assert_eq!(applied, latest_schema_version());
+    }
+
+    #[tokio::test]
+    async fn both_ways_of_finding_the_newest_hits_agree() {
+        use crate::store::model::{MessageQuery, NewMessage, Page};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("wa.db")).await.unwrap();
+        let chat = Jid::parse("31611111111@s.whatsapp.net").unwrap();
+        // Every other message says "harbour" (the time index is walked); three old ones say
+        // "lighthouse" (each hit is looked up). Times are shuffled against insertion order.
+        let messages: Vec<NewMessage> = (0..400i64)
+            .map(|i| NewMessage {
+                chat: chat.clone(),
+                id: format!("m{i}"),
+                sender: Some(chat.clone()),
+                timestamp: 1_000 + (i * 7919) % 400,
+                from_me: false,
+                text: Some(match i {
+                    5 | 6 | 7 => "the lighthouse".to_owned(),
+                    i if i % 2 == 0 => format!("harbour {i}"),
+                    _ => "nothing".to_owned(),
+                }),
+                caption: None,
+                quoted_id: None,
+                media: None,
+            })
+            .collect();
+        let expected = |word: &str, page: u32, limit: u32| -> Vec<String> {
+            let mut hits: Vec<&NewMessage> = messages
+                .iter()
+                .filter(|m| m.text.as_deref().unwrap().contains(word))
+                .collect();
+            hits.sort_by_key(|m| std::cmp::Reverse(m.timestamp));
+            hits.iter()
+                .skip((page * limit) as usize)
+                .take(limit as usize)
+                .map(|m| m.id.clone())
+                .collect()
+        };
+        store.insert_messages(messages.clone()).await.unwrap();
+        for (word, page, limit, walks) in [
+            ("harbour", 0, 20, true),
+            ("harbour", 3, 20, true),
+            ("lighthouse", 0, 20, false),
+        ] {
+            let hits = messages
+                .iter()
+                .filter(|m| m.text.as_deref().unwrap().contains(word))
+                .count();
+            let page = Page::new(limit, page);
+            let chosen = store
+                .read(move |conn| archive::walk_time_index(conn, hits, page))
+                .await
+                .unwrap();
+            assert_eq!(chosen, walks, "{word}");
+            let found = store
+                .list_messages(MessageQuery {
+                    text: Some(word.to_owned()),
+                    page,
+                    ..MessageQuery::default()
+                })
+                .await
+                .unwrap();
+            let found: Vec<String> = found.into_iter().map(|m| m.id).collect();
+            assert_eq!(
+                found,
+                expected(word, page.page, limit),
+                "{word} page {}",
+                page.page
+            );
+        }
     }
 
     #[tokio::test]
