@@ -573,8 +573,14 @@ async fn context_surrounds_a_message_in_order(f: &Fixture) {
         .set_reaction(jid(ADA), "c4".to_owned(), jid(BOB), "👍".to_owned(), 200)
         .await
         .unwrap();
-    let wanted = [(ADA, "c5"), (ADA, "nope"), (BOB, "x"), (ADA, "c4"), (ADA, "c9")]
-        .map(|(chat, id)| (chat.to_owned(), id.to_owned()));
+    let wanted = [
+        (ADA, "c5"),
+        (ADA, "nope"),
+        (BOB, "x"),
+        (ADA, "c4"),
+        (ADA, "c9"),
+    ]
+    .map(|(chat, id)| (chat.to_owned(), id.to_owned()));
     let found = store.neighbours(wanted.to_vec(), 2, 1).await.unwrap();
     let shape: Vec<(Vec<&str>, Vec<&str>)> = found
         .iter()
@@ -595,7 +601,10 @@ async fn context_surrounds_a_message_in_order(f: &Fixture) {
     assert_eq!(liked.reactions[0].emoji, "👍");
     assert!(found[3].before.iter().all(|m| m.reactions.is_empty()));
     let none = store.neighbours(wanted.to_vec(), 0, 0).await.unwrap();
-    assert!(none.iter().all(|n| n.before.is_empty() && n.after.is_empty()));
+    assert!(
+        none.iter()
+            .all(|n| n.before.is_empty() && n.after.is_empty())
+    );
     assert_eq!(none.len(), wanted.len());
 }
 

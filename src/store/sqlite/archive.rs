@@ -601,7 +601,7 @@ pub(super) fn list_messages(
     // Unused numbers stay bound; the statement always uses ?5 and ?6, so they are in range.
     // Full-text matches are looked up first; how many there are decides how to find the
     // newest of them (see `walk_time_index`).
-    let matches = match text.as_ref().and_then(|t| t.fts5_match()) {
+    let matches = match text.as_ref().and_then(search::TextQuery::fts5_match) {
         Some(expression) => {
             let pks: Vec<rusqlite::types::Value> = conn
                 .prepare_cached("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1")?

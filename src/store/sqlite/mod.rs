@@ -560,7 +560,7 @@ mod tests {
                 timestamp: 1_000 + (i * 7919) % 400,
                 from_me: false,
                 text: Some(match i {
-                    5 | 6 | 7 => "the lighthouse".to_owned(),
+                    5..=7 => "the lighthouse".to_owned(),
                     i if i % 2 == 0 => format!("harbour {i}"),
                     _ => "nothing".to_owned(),
                 }),
