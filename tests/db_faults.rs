@@ -13,43 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::pg::PgCluster;
-use common::{KillOnDrop, NotifySocket, free_port, get, terminate, wait_with_timeout};
+use common::{NotifySocket, free_port, get, terminate, wait_with_timeout};
 use serde_json::{Value, json};
 
 /// How long PostgreSQL stays down.
 const OUTAGE: Duration = Duration::from_secs(30);
-
-/// Starts `serve` with the demo archive on `database_url`; returns it once `READY=1` was sent.
-fn serve(
-    data: &Path,
-    database_url: &str,
-    notify: &NotifySocket,
-    bridge: u16,
-    mcp: u16,
-) -> KillOnDrop {
-    let child = Command::new(common::binary())
-        .arg("serve")
-        .envs(common::isolated_env(data))
-        .env("WHATSAPP_MCP_ENGINE", "fake")
-        .env("WHATSAPP_MCP_FAKE_SEED", "demo")
-        .env("DATABASE_URL", database_url)
-        .env("NOTIFY_SOCKET", &notify.path)
-        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
-        .env("WHATSAPP_MCP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap();
-    let lines = notify.collect_until(Duration::from_secs(60), |line| line == "READY=1");
-    assert!(
-        lines.iter().any(|l| l == "READY=1"),
-        "no READY=1: {lines:?}"
-    );
-    child
-}
 
 /// One thing a load client did, and when.
 #[derive(Debug)]
@@ -132,7 +100,7 @@ fn postgres_outage_under_load_is_reported_and_recovered_from() {
     let url = cluster.new_database();
     let notify = NotifySocket::new();
     let (bridge, mcp) = (free_port(), free_port());
-    let mut child = serve(data.path(), &url, &notify, bridge, mcp);
+    let mut child = common::serve_demo(data.path(), &url, &notify, bridge, mcp);
     let pid = child.id();
     let status_url = format!("http://127.0.0.1:{bridge}/api/status");
 
@@ -324,7 +292,7 @@ fn sqlite_on_a_full_disk_fails_clearly_and_recovers() {
     let url = format!("sqlite://{}", db.display());
     let notify = NotifySocket::new();
     let (bridge, mcp) = (free_port(), free_port());
-    let mut child = serve(disk.path(), &url, &notify, bridge, mcp);
+    let mut child = common::serve_demo(disk.path(), &url, &notify, bridge, mcp);
     let mut client = wire::Streamable::open(&format!("http://127.0.0.1:{mcp}/mcp")).unwrap();
     assert_eq!(
         send(&mut client, "before the disk filled")["isError"],
@@ -404,7 +372,7 @@ fn sqlite_on_a_read_only_file_system_is_refused_clearly_and_left_intact() {
     let url = format!("sqlite://{}", db.display());
     let notify = NotifySocket::new();
     let (bridge, mcp) = (free_port(), free_port());
-    let mut child = serve(disk.path(), &url, &notify, bridge, mcp);
+    let mut child = common::serve_demo(disk.path(), &url, &notify, bridge, mcp);
     let mut client = wire::Streamable::open(&format!("http://127.0.0.1:{mcp}/mcp")).unwrap();
     assert_eq!(
         send(&mut client, "before read-only")["isError"],
@@ -473,7 +441,7 @@ fn sqlite_read_only_archive_file_is_refused_clearly_and_left_intact() {
     let url = format!("sqlite://{}", db.display());
     let notify = NotifySocket::new();
     let (bridge, mcp) = (free_port(), free_port());
-    let mut child = serve(dir.path(), &url, &notify, bridge, mcp);
+    let mut child = common::serve_demo(dir.path(), &url, &notify, bridge, mcp);
     terminate(child.id());
     let exit = wait_with_timeout(&mut child, Duration::from_secs(20)).expect("exits");
     assert!(exit.success(), "{exit:?}");

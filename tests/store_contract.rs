@@ -1067,3 +1067,45 @@ async fn postgres_outage_is_reported_and_recovered_from() {
     assert!(store.health().await.schema_ok());
     assert!(report::build(&ctx).await.error.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_ingest_refreshes_the_planner_statistics() {
+    let f = postgres().await;
+    let (client, connection) = tokio_postgres::connect(f.url.expose(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let analyzed = || async {
+        client
+            .query_one(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'messages'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    // 60 chunks of 1 000, as a history sync delivers them; the store's own ANALYZE (not
+    // autovacuum's, which sets last_autoanalyze) must follow once 50 000 rows are in.
+    for chunk in 0..60 {
+        assert!(
+            !analyzed().await || chunk >= 50,
+            "analysed after {chunk} chunks"
+        );
+        let batch = (0..1_000)
+            .map(|i| {
+                let n = chunk * 1_000 + i;
+                text(ADA, &format!("bulk{n}"), Some(ADA), n, "history")
+            })
+            .collect();
+        f.store.insert_messages(batch).await.unwrap();
+    }
+    let start = std::time::Instant::now();
+    while !analyzed().await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no ANALYZE of messages after 60 000 new rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

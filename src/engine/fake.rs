@@ -598,15 +598,9 @@ impl Engine for FakeEngine {
             reply_to: reply_to.clone(),
         });
         self.store_sent(NewMessage {
-            chat: to,
-            id: String::new(),
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
             text: Some(text),
-            caption: None,
             quoted_id: reply_to,
-            media: None,
+            ..NewMessage::ours(to, String::new())
         })
         .await
     }
@@ -635,14 +629,7 @@ impl Engine for FakeEngine {
             MediaKind::Document => "document",
         };
         self.store_sent(NewMessage {
-            chat: to,
-            id: String::new(),
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
-            text: None,
             caption,
-            quoted_id: None,
             media: Some(Media {
                 media_type: media_type.to_owned(),
                 file_name: Some(file.file_name),
@@ -651,6 +638,7 @@ impl Engine for FakeEngine {
                 file_sha256: Some(Sha256::digest(&bytes).to_vec()),
                 ..Media::default()
             }),
+            ..NewMessage::ours(to, String::new())
         })
         .await
     }
@@ -666,20 +654,13 @@ impl Engine for FakeEngine {
             file_name: file.file_name.clone(),
         });
         self.store_sent(NewMessage {
-            chat: to,
-            id: String::new(),
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
-            text: None,
-            caption: None,
-            quoted_id: None,
             media: Some(Media {
                 media_type: "voice".to_owned(),
                 mime_type: Some("audio/ogg; codecs=opus".to_owned()),
                 file_length: Some(length),
                 ..Media::default()
             }),
+            ..NewMessage::ours(to, String::new())
         })
         .await
     }

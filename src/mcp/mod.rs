@@ -190,7 +190,7 @@ impl Endpoint {
 }
 
 /// `GET /debug/sessions`, in test builds only: open sessions of both transports and the tasks
-/// alive in the runtime, so load tests can show that clients which went away left nothing
+/// alive in the runtime and the tool calls under way, so load tests can show that clients which went away left nothing
 /// behind.
 #[cfg(feature = "fake-engine")]
 async fn debug_sessions(
@@ -200,5 +200,6 @@ async fn debug_sessions(
         "sse_sessions": endpoint.sse_sessions(),
         "streamable_sessions": endpoint.streamable_sessions().await,
         "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "running_tool_calls": tools::running_tool_calls(),
     }))
 }

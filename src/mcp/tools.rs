@@ -6,13 +6,16 @@
 //! next; only malformed requests become JSON-RPC errors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    ContentBlock, ErrorData, Implementation, IntoContents, ListResourcesResult,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, ContentBlock, ErrorCode, ErrorData, Implementation,
+    IntoContents, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -862,6 +865,33 @@ impl WhatsAppTools {
     }
 }
 
+/// JSON-RPC's customary code for a request the client cancelled (MCP defines none of its own).
+const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
+
+/// Tool calls under way in this process (tests read it to see cancelled calls stop).
+static RUNNING_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many tool calls are running right now, in any session of any transport.
+pub fn running_tool_calls() -> usize {
+    RUNNING_CALLS.load(Ordering::Relaxed)
+}
+
+/// Counts a tool call from its start until its future is finished or dropped.
+struct RunningCall;
+
+impl RunningCall {
+    fn start() -> Self {
+        RUNNING_CALLS.fetch_add(1, Ordering::Relaxed);
+        RunningCall
+    }
+}
+
+impl Drop for RunningCall {
+    fn drop(&mut self) {
+        RUNNING_CALLS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for WhatsAppTools {
     fn get_info(&self) -> ServerConfig {
@@ -875,6 +905,40 @@ impl ServerHandler for WhatsAppTools {
             Implementation::new("whatsapp-mcp", env!("CARGO_PKG_VERSION")).with_title("WhatsApp"),
         )
         .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Runs a tool call. A read-only tool stops as soon as its call is cancelled, by the
+    /// client's `notifications/cancelled` or because its session ended (DELETE, the SSE stream
+    /// closed, idle expiry): nobody is left to read the answer, and a search over a large archive
+    /// should not hold a reader for nobody. Tools that send or change something always run to
+    /// the end, so a message that went out is also in the archive.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let _running = RunningCall::start();
+        let read_only = self
+            .tool_router
+            .get(&request.name)
+            .and_then(|tool| tool.annotations.as_ref())
+            .and_then(|annotations| annotations.read_only_hint)
+            .unwrap_or(false);
+        let cancelled = context.ct.clone();
+        let call = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, context));
+        if !read_only {
+            return call.await;
+        }
+        tokio::select! {
+            result = call => result,
+            () = cancelled.cancelled() => Err(ErrorData::new(
+                REQUEST_CANCELLED,
+                "the tool call was cancelled",
+                None,
+            )),
+        }
     }
 
     async fn list_resources(

@@ -124,6 +124,24 @@ pub struct NewMessage {
     pub media: Option<Media>,
 }
 
+impl NewMessage {
+    /// A message we sent just now, still empty: the sender fills in the text, caption, quote
+    /// or media it sent.
+    pub fn ours(chat: Jid, id: String) -> Self {
+        NewMessage {
+            chat,
+            id,
+            sender: None,
+            timestamp: chrono::Utc::now().timestamp(),
+            from_me: true,
+            text: None,
+            caption: None,
+            quoted_id: None,
+            media: None,
+        }
+    }
+}
+
 /// A reaction to a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Reaction {

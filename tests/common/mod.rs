@@ -6,6 +6,7 @@ pub mod pg;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -228,4 +229,36 @@ pub fn isolated_env(data_dir: &Path) -> Vec<(&'static str, String)> {
         // No WhatsApp connection attempts from tests that are about the service itself.
         ("WHATSAPP_MCP_ENGINE", "none".to_owned()),
     ]
+}
+
+/// Starts `serve` with the demo archive on `database_url`; returns it once `READY=1` was sent.
+pub fn serve_demo(
+    data: &Path,
+    database_url: &str,
+    notify: &NotifySocket,
+    bridge: u16,
+    mcp: u16,
+) -> KillOnDrop {
+    let child = Command::new(binary())
+        .arg("serve")
+        .envs(isolated_env(data))
+        .env("WHATSAPP_MCP_ENGINE", "fake")
+        .env("WHATSAPP_MCP_FAKE_SEED", "demo")
+        .env("DATABASE_URL", database_url)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
+        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
+        .env("WHATSAPP_MCP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    let lines = notify.collect_until(Duration::from_secs(60), |line| line == "READY=1");
+    assert!(
+        lines.iter().any(|l| l == "READY=1"),
+        "no READY=1: {lines:?}"
+    );
+    child
 }

@@ -104,6 +104,28 @@ impl Streamable {
         Ok((status, body))
     }
 
+    /// Another handle on the same session whose requests are numbered from `first_id + 1`,
+    /// so a test can call from one thread and send notifications from another.
+    pub fn fork(&self, first_id: u64) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            url: self.url.clone(),
+            session: self.session.clone(),
+            next_id: first_id,
+        }
+    }
+
+    /// The id the next `call` will use.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id + 1
+    }
+
+    /// Sends a notification (no id, no answer expected); returns the HTTP status.
+    pub fn notify(&self, method: &str, params: &Value) -> Result<u16, String> {
+        self.post(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
+            .map(|(status, _)| status)
+    }
+
     /// Calls a tool and returns its result.
     pub fn call(&mut self, tool: &str, arguments: &Value) -> Outcome {
         self.next_id += 1;
@@ -255,6 +277,14 @@ impl Sse {
             Some(result) => Ok(result.clone()),
             None => Err(format!("{tool}: {message}")),
         }
+    }
+
+    /// Posts a tool call without waiting for its answer; returns the request's id.
+    pub fn send_call(&mut self, tool: &str, arguments: &Value) -> Result<u64, String> {
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}});
+        self.post(&request).map(|()| self.next_id)
     }
 
     /// Posts a tool call and hangs up at once, before the response can arrive: a client that

@@ -347,15 +347,9 @@ impl Engine for WhatsAppEngine {
         };
         let id = Self::send(&client, &to, message).await?;
         self.store_sent(NewMessage {
-            chat: to,
-            id,
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
             text: Some(text),
-            caption: None,
             quoted_id: reply_to,
-            media: None,
+            ..NewMessage::ours(to, id)
         })
         .await
     }
@@ -421,15 +415,9 @@ impl Engine for WhatsAppEngine {
         let id = Self::send(&client, &to, message).await?;
         let file_name = (kind == MediaKind::Document).then_some(file.file_name);
         self.store_sent(NewMessage {
-            chat: to,
-            id,
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
-            text: None,
             caption: caption_field,
-            quoted_id: None,
             media: Some(uploaded_media(kind_name, &upload, &mime, file_name)),
+            ..NewMessage::ours(to, id)
         })
         .await
     }
@@ -450,15 +438,8 @@ impl Engine for WhatsAppEngine {
         };
         let id = Self::send(&client, &to, message).await?;
         self.store_sent(NewMessage {
-            chat: to,
-            id,
-            sender: None,
-            timestamp: Utc::now().timestamp(),
-            from_me: true,
-            text: None,
-            caption: None,
-            quoted_id: None,
             media: Some(uploaded_media("voice", &upload, mime, None)),
+            ..NewMessage::ours(to, id)
         })
         .await
     }

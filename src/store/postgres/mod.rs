@@ -6,6 +6,8 @@
 
 mod archive;
 
+use std::sync::{Arc, Mutex};
+
 use deadpool_postgres::Pool;
 
 use super::model::{
@@ -40,6 +42,52 @@ const REQUIRED_TABLES: &[&str] = &[
 pub struct PostgresStore {
     pool: Pool,
     location: String,
+    statistics: Arc<Mutex<Statistics>>,
+}
+
+/// When the planner's statistics of `messages` are next refreshed. A history sync can add a
+/// million rows in under a minute, faster than autovacuum's next look; until statistics are
+/// taken the planner guesses a near-empty table and a common search word can take a
+/// hundred times longer. So the store runs `ANALYZE` itself as the table grows.
+#[derive(Debug)]
+struct Statistics {
+    /// Rows inserted since the last `ANALYZE` (or since the store was opened).
+    inserted: u64,
+    /// How many more rows make the statistics stale.
+    stale_after: u64,
+    /// An `ANALYZE` is under way.
+    running: bool,
+}
+
+impl Statistics {
+    /// Never more often than every this many new rows.
+    const MIN_ROWS: u64 = 50_000;
+
+    fn new() -> Self {
+        Statistics {
+            inserted: 0,
+            stale_after: Self::MIN_ROWS,
+            running: false,
+        }
+    }
+
+    /// Counts new rows; true when an `ANALYZE` should start now.
+    fn count(&mut self, rows: u64) -> bool {
+        self.inserted += rows;
+        if self.running || self.inserted < self.stale_after {
+            return false;
+        }
+        self.running = true;
+        true
+    }
+
+    /// An `ANALYZE` ended; the table had `rows` rows by the planner's new count.
+    fn analyzed(&mut self, rows: u64) {
+        self.running = false;
+        self.inserted = 0;
+        // Stale again once the table grew by half (never less than MIN_ROWS).
+        self.stale_after = (rows / 2).max(Self::MIN_ROWS);
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -64,7 +112,43 @@ impl PostgresStore {
         Ok(Self {
             pool,
             location: url.redacted(),
+            statistics: Arc::new(Mutex::new(Statistics::new())),
         })
+    }
+
+    /// Notes `rows` new messages and, when the planner's picture of the table has gone stale,
+    /// refreshes it in the background; a failure only means autovacuum will do it later.
+    fn count_new_rows(&self, rows: u64) {
+        let start = self
+            .statistics
+            .lock()
+            .map(|mut stats| stats.count(rows))
+            .unwrap_or(false);
+        if !start {
+            return;
+        }
+        let (pool, statistics) = (self.pool.clone(), Arc::clone(&self.statistics));
+        tokio::spawn(async move {
+            let rows = async {
+                let client = pool.get().await.ok()?;
+                client.batch_execute("ANALYZE messages").await.ok()?;
+                let row = client
+                    .query_one(
+                        "SELECT reltuples::BIGINT FROM pg_class WHERE oid = 'messages'::regclass",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                Some(row.get::<_, i64>(0).max(0) as u64)
+            }
+            .await;
+            if rows.is_none() {
+                tracing::debug!("refreshing the archive's planner statistics failed");
+            }
+            if let Ok(mut stats) = statistics.lock() {
+                stats.analyzed(rows.unwrap_or(0));
+            }
+        });
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -208,7 +292,9 @@ impl Store for PostgresStore {
         if messages.is_empty() {
             return Ok(0);
         }
-        write_tx!(self, |tx| archive::insert_messages(tx, &messages))
+        let inserted = write_tx!(self, |tx| archive::insert_messages(tx, &messages))?;
+        self.count_new_rows(inserted);
+        Ok(inserted)
     }
 
     async fn edit_message(
@@ -365,5 +451,28 @@ impl Store for PostgresStore {
 
     async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
         read!(self, |client| archive::participants(&**client, &group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Statistics;
+
+    #[test]
+    fn statistics_are_refreshed_as_the_table_grows_by_half() {
+        let mut stats = Statistics::new();
+        assert!(!stats.count(49_999));
+        assert!(stats.count(1));
+        // One at a time: rows arriving meanwhile do not start a second.
+        assert!(!stats.count(100_000));
+        stats.analyzed(50_000);
+        assert!(!stats.count(49_999));
+        assert!(stats.count(1));
+        stats.analyzed(400_000);
+        assert!(!stats.count(199_999));
+        assert!(stats.count(1));
+        // A failed ANALYZE (no row count) falls back to the minimum.
+        stats.analyzed(0);
+        assert!(stats.count(50_000));
     }
 }

@@ -89,7 +89,9 @@ impl SqliteStore {
         .map_err(|err| StoreError::Other(format!("write task failed: {err}")))?
     }
 
-    /// Runs `work` on a free reader connection.
+    /// Runs `work` on a free reader connection. If the caller stops waiting (a cancelled tool
+    /// call), the statement under way is interrupted, so the reader comes back to the pool at
+    /// once instead of finishing a long search for nobody.
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -98,14 +100,22 @@ impl SqliteStore {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Other("store closed".to_owned()))?;
+        let conn = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Other("reader pool poisoned".to_owned()))?
+            .pop()
+            .ok_or_else(|| StoreError::Other("no reader connection free".to_owned()))?;
+        let watch = InterruptIfAbandoned::new(&conn);
+        let running = Arc::clone(&watch.running);
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let conn = readers
-                .lock()
-                .map_err(|_| StoreError::Other("reader pool poisoned".to_owned()))?
-                .pop()
-                .ok_or_else(|| StoreError::Other("no reader connection free".to_owned()))?;
             let result = work(&conn).map_err(map_error);
+            // Done before the connection is shared again, so a late interrupt cannot reach
+            // the next reader's statement.
+            if let Ok(mut running) = running.lock() {
+                *running = false;
+            }
             if let Ok(mut pool) = readers.lock() {
                 pool.push(conn);
             }
@@ -114,6 +124,32 @@ impl SqliteStore {
         })
         .await
         .map_err(|err| StoreError::Other(format!("query task failed: {err}")))?
+    }
+}
+
+/// Interrupts a reader's work when dropped while that work is still running.
+struct InterruptIfAbandoned {
+    handle: rusqlite::InterruptHandle,
+    running: Arc<Mutex<bool>>,
+}
+
+impl InterruptIfAbandoned {
+    fn new(conn: &Connection) -> Self {
+        InterruptIfAbandoned {
+            handle: conn.get_interrupt_handle(),
+            running: Arc::new(Mutex::new(true)),
+        }
+    }
+}
+
+impl Drop for InterruptIfAbandoned {
+    fn drop(&mut self) {
+        // Held while interrupting: the work cannot finish and hand its connection on meanwhile.
+        if let Ok(running) = self.running.lock()
+            && *running
+        {
+            self.handle.interrupt();
+        }
     }
 }
 
@@ -613,6 +649,50 @@ mod tests {
                 page.page
             );
         }
+    }
+
+    #[test]
+    fn an_abandoned_read_is_interrupted_and_its_reader_returned() {
+        // A runtime of its own, let go without waiting for blocking work: without the
+        // interrupt, the endless statement would otherwise keep the test from ever ending.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let outcome = runtime.block_on(abandon_a_read());
+        runtime.shutdown_background();
+        outcome.expect("a reader never came back: the abandoned statement still runs");
+    }
+
+    async fn abandon_a_read() -> Result<(), tokio::time::error::Elapsed> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("wa.db")).await.unwrap());
+        // A statement that never ends by itself; its caller gives up after a moment.
+        let endless = store.read(|conn| {
+            conn.query_row(
+                "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), endless)
+                .await
+                .is_err()
+        );
+        // Every reader must be usable again: all of them at once, each holding its own.
+        let barrier = Arc::new(std::sync::Barrier::new(READERS));
+        let all = (0..READERS).map(|_| {
+            let barrier = Arc::clone(&barrier);
+            store.read(move |conn| {
+                barrier.wait();
+                conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+            })
+        });
+        let answers = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            futures_util::future::join_all(all),
+        )
+        .await?;
+        assert!(answers.into_iter().all(|a| a.unwrap() == 1));
+        Ok(())
     }
 
     #[tokio::test]
