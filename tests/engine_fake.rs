@@ -144,11 +144,13 @@ async fn sends_are_archived_and_recorded(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("menu.pdf");
     std::fs::write(&path, b"%PDF-1.4 menu").unwrap();
-    let file = OutgoingFile {
+    let file = OutgoingFile::new(
+        std::fs::File::open(&path).unwrap(),
         path,
-        file_name: "menu.pdf".to_owned(),
-        mime_type: "application/pdf".to_owned(),
-    };
+        "menu.pdf".to_owned(),
+        "application/pdf".to_owned(),
+        u64::MAX,
+    );
     let doc = rig
         .engine
         .send_file(

@@ -613,9 +613,7 @@ impl Engine for FakeEngine {
         caption: Option<String>,
     ) -> Result<Message, EngineError> {
         self.require_connected()?;
-        let bytes = tokio::fs::read(&file.path)
-            .await
-            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", file.file_name)))?;
+        let bytes = file.read().await?;
         self.record(Action::SendFile {
             to: to.to_string(),
             file_name: file.file_name.clone(),
@@ -645,10 +643,7 @@ impl Engine for FakeEngine {
 
     async fn send_voice_note(&self, to: Jid, file: OutgoingFile) -> Result<Message, EngineError> {
         self.require_connected()?;
-        let length = tokio::fs::metadata(&file.path)
-            .await
-            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", file.file_name)))?
-            .len();
+        let length = file.size()?;
         self.record(Action::SendVoiceNote {
             to: to.to_string(),
             file_name: file.file_name.clone(),

@@ -12,6 +12,7 @@ pub mod media;
 pub mod whatsapp;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -70,13 +71,77 @@ impl MediaKind {
     }
 }
 
-/// A file to send, already checked to be inside the outbox and within the size limit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A file to send, already checked to be inside the outbox and within the size limit, and held
+/// open since that check: what goes out is the file that was checked, even if its path is
+/// replaced (by a symlink to something private, say) before the engine gets to it.
+#[derive(Clone, Debug)]
 pub struct OutgoingFile {
+    /// Where the file was when it was checked; shown in messages, never opened again.
     pub path: PathBuf,
     /// The name the recipient sees.
     pub file_name: String,
     pub mime_type: String,
+    handle: Arc<std::fs::File>,
+    max_len: u64,
+}
+
+impl OutgoingFile {
+    /// Wraps a file opened (and checked) by the caller; `max_len` bounds what `read` accepts
+    /// should the file grow after the check.
+    pub fn new(
+        handle: std::fs::File,
+        path: PathBuf,
+        file_name: String,
+        mime_type: String,
+        max_len: u64,
+    ) -> Self {
+        OutgoingFile {
+            path,
+            file_name,
+            mime_type,
+            handle: Arc::new(handle),
+            max_len,
+        }
+    }
+
+    /// The file's whole content, read through the handle opened at the check.
+    pub async fn read(&self) -> Result<Vec<u8>, EngineError> {
+        let (handle, max_len) = (Arc::clone(&self.handle), self.max_len);
+        let name = self.file_name.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt as _;
+            let len = handle.metadata()?.len();
+            if len > max_len {
+                return Err(std::io::Error::other(format!(
+                    "it grew to {} MiB since it was checked",
+                    len.div_ceil(1024 * 1024)
+                )));
+            }
+            // Positional reads: clones of this file share one offset.
+            let mut bytes = vec![0; len as usize];
+            handle.read_exact_at(&mut bytes, 0)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|err| EngineError::Media(format!("cannot read {name}: {err}")))
+    }
+
+    /// The file's size now.
+    pub fn size(&self) -> Result<u64, EngineError> {
+        self.handle
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", self.file_name)))
+    }
+
+    /// Another descriptor of the same open file, e.g. as a converter's standard input.
+    pub fn duplicate(&self) -> Result<std::fs::File, EngineError> {
+        self.handle
+            .try_clone()
+            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", self.file_name)))
+    }
 }
 
 /// Where a downloaded media file was written.

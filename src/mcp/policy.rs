@@ -4,6 +4,8 @@
 //! A malicious incoming message can try to steer a model into forwarding private chats or files;
 //! these checks hold whatever the model was told.
 
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -80,7 +82,25 @@ pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, Strin
             root.display()
         ));
     }
-    let metadata = std::fs::metadata(&resolved)
+    // Opened now and only ever read through this handle, so the path cannot be swapped for
+    // something else between this check and the send. The handle's real location is checked
+    // again: a component replaced by a symlink after `canonicalize` shows up here. Non-blocking,
+    // so a FIFO planted in the outbox cannot stall the call.
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&resolved)
+        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
+    if !opened.starts_with(&root) {
+        return Err(format!(
+            "{requested} is outside the outbox directory {}: it was moved while being checked",
+            root.display()
+        ));
+    }
+    let metadata = handle
+        .metadata()
         .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
     if !metadata.is_file() {
         return Err(format!("{requested} is not a regular file"));
@@ -96,11 +116,13 @@ pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, Strin
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".to_owned());
-    Ok(OutgoingFile {
-        mime_type: mime_for(&resolved).to_owned(),
-        path: resolved,
+    Ok(OutgoingFile::new(
+        handle,
+        resolved.clone(),
         file_name,
-    })
+        mime_for(&resolved).to_owned(),
+        MAX_OUTGOING_FILE_BYTES,
+    ))
 }
 
 /// The media kind a file is sent as.
@@ -235,5 +257,30 @@ mod tests {
         assert!(missing.contains("no such file"), "{missing}");
         let dir_err = outbox_file(&outbox, ".").unwrap_err();
         assert!(dir_err.contains("not a regular file"), "{dir_err}");
+    }
+
+    #[tokio::test]
+    async fn the_checked_file_is_sent_even_if_its_path_is_swapped_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        std::fs::create_dir(&outbox).unwrap();
+        std::fs::write(outbox.join("report.pdf"), b"the report").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"private key").unwrap();
+        let checked = outbox_file(&outbox, "report.pdf").unwrap();
+        // After the check, the name is made to point out of the outbox.
+        std::fs::remove_file(outbox.join("report.pdf")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), outbox.join("report.pdf"))
+            .unwrap();
+        assert_eq!(checked.read().await.unwrap(), b"the report");
+        assert_eq!(checked.size().unwrap(), 10);
+        // A FIFO planted in the outbox is refused, not waited on.
+        let fifo = outbox.join("pipe.mp3");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = outbox_file(&outbox, "pipe.mp3").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

@@ -362,9 +362,7 @@ impl Engine for WhatsAppEngine {
         caption: Option<String>,
     ) -> Result<Message, EngineError> {
         let client = self.connected().await?;
-        let bytes = tokio::fs::read(&file.path)
-            .await
-            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", file.file_name)))?;
+        let bytes = file.read().await?;
         let upload = Self::upload(&client, bytes, media_type(kind)).await?;
         let mime = file.mime_type.clone();
         let caption_field = caption.clone().filter(|c| !c.trim().is_empty());
@@ -424,7 +422,7 @@ impl Engine for WhatsAppEngine {
 
     async fn send_voice_note(&self, to: Jid, file: OutgoingFile) -> Result<Message, EngineError> {
         let client = self.connected().await?;
-        let note = voice::prepare(&file.path).await?;
+        let note = voice::prepare(&file).await?;
         let upload = Self::upload(&client, note.ogg_opus, MediaType::Audio).await?;
         let mime = "audio/ogg; codecs=opus";
         let message = wa::Message {

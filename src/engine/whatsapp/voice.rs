@@ -5,13 +5,12 @@
 //! ffmpeg's decoded samples; without ffmpeg an Ogg/Opus file is still sent, with the length read
 //! from its last page and no waveform.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, OutgoingFile};
 
 /// Bars in a voice note's waveform, as WhatsApp clients draw it.
 pub(super) const WAVEFORM_BARS: usize = 64;
@@ -28,14 +27,14 @@ pub(super) struct VoiceNote {
     pub(super) waveform: Option<Vec<u8>>,
 }
 
-/// Turns the file at `path` into a voice note.
-pub(super) async fn prepare(path: &Path) -> Result<VoiceNote, EngineError> {
-    let original = tokio::fs::read(path)
-        .await
-        .map_err(|err| EngineError::Media(format!("cannot read the audio file: {err}")))?;
+/// Turns an outgoing audio file into a voice note. ffmpeg reads it through a descriptor of the
+/// handle opened when the file was checked (`-i /dev/stdin`: seekable, since it is a regular
+/// file), never by its path.
+pub(super) async fn prepare(file: &OutgoingFile) -> Result<VoiceNote, EngineError> {
+    let original = file.read().await?;
     if is_ogg_opus(&original) {
         let from_header = ogg_opus_seconds(&original);
-        return match decode_pcm(path).await {
+        return match decode_pcm(file).await {
             Ok(pcm) => Ok(VoiceNote {
                 seconds: from_header.unwrap_or_else(|| pcm_seconds(&pcm)),
                 waveform: Some(waveform(&pcm)),
@@ -49,31 +48,32 @@ pub(super) async fn prepare(path: &Path) -> Result<VoiceNote, EngineError> {
             Err(err) => Err(err.into()),
         };
     }
-    let converted = run_ffmpeg(&[
-        "-i",
-        &path.display().to_string(),
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        "48000",
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "32k",
-        "-application",
-        "voip",
-        "-f",
-        "ogg",
-        "pipe:1",
-    ])
+    let converted = run_ffmpeg(
+        file,
+        &[
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "32k",
+            "-application",
+            "voip",
+            "-f",
+            "ogg",
+            "pipe:1",
+        ],
+    )
     .await?;
     if !is_ogg_opus(&converted) {
         return Err(EngineError::Media(
             "ffmpeg did not produce Ogg/Opus audio (is it built with libopus?)".to_owned(),
         ));
     }
-    let pcm = decode_pcm(path).await?;
+    let pcm = decode_pcm(file).await?;
     Ok(VoiceNote {
         seconds: ogg_opus_seconds(&converted).unwrap_or_else(|| pcm_seconds(&pcm)),
         waveform: Some(waveform(&pcm)),
@@ -102,20 +102,12 @@ impl From<FfmpegError> for EngineError {
 }
 
 /// Mono 16-bit samples at [`PCM_RATE`].
-async fn decode_pcm(path: &Path) -> Result<Vec<i16>, FfmpegError> {
+async fn decode_pcm(file: &OutgoingFile) -> Result<Vec<i16>, FfmpegError> {
     let rate = PCM_RATE.to_string();
-    let raw = run_ffmpeg(&[
-        "-i",
-        &path.display().to_string(),
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        &rate,
-        "-f",
-        "s16le",
-        "pipe:1",
-    ])
+    let raw = run_ffmpeg(
+        file,
+        &["-vn", "-ac", "1", "-ar", &rate, "-f", "s16le", "pipe:1"],
+    )
     .await?;
     Ok(raw
         .chunks_exact(2)
@@ -123,17 +115,29 @@ async fn decode_pcm(path: &Path) -> Result<Vec<i16>, FfmpegError> {
         .collect())
 }
 
-/// Runs ffmpeg (from `PATH`) quietly with `args` and returns its stdout.
-async fn run_ffmpeg(args: &[&str]) -> Result<Vec<u8>, FfmpegError> {
-    let mut all = vec!["-hide_banner", "-loglevel", "error", "-nostdin", "-y"];
+/// Runs ffmpeg (from `PATH`) quietly on `input` with the output `args`; returns its stdout.
+async fn run_ffmpeg(input: &OutgoingFile, args: &[&str]) -> Result<Vec<u8>, FfmpegError> {
+    // `-nostdin` only stops ffmpeg's keyboard commands; the input is opened by name.
+    let mut all = vec![
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-i",
+        "/dev/stdin",
+    ];
     all.extend_from_slice(args);
-    run_converter("ffmpeg", &all).await
+    let stdin = input
+        .duplicate()
+        .map_err(|err| FfmpegError::Failed(err.to_string()))?;
+    run_converter("ffmpeg", &all, Stdio::from(stdin)).await
 }
 
-async fn run_converter(program: &str, args: &[&str]) -> Result<Vec<u8>, FfmpegError> {
+async fn run_converter(program: &str, args: &[&str], stdin: Stdio) -> Result<Vec<u8>, FfmpegError> {
     let mut child = tokio::process::Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -274,9 +278,62 @@ mod tests {
         assert_eq!(ogg_opus_seconds(b"RIFF....WAVE"), None);
     }
 
+    /// A WAV file of `seconds` of a 440 Hz tone, mono 16-bit at 8 kHz.
+    fn wav(seconds: u32) -> Vec<u8> {
+        let rate = 8_000u32;
+        let samples: Vec<i16> = (0..rate * seconds)
+            .map(|n| {
+                ((n as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8_000.0) as i16
+            })
+            .collect();
+        let data_len = samples.len() as u32 * 2;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        out.extend_from_slice(&1u16.to_le_bytes()); // mono
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * 2).to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        for sample in samples {
+            out.extend_from_slice(&sample.to_le_bytes());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn ffmpeg_converts_the_checked_file_not_what_its_path_became() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("note.wav");
+        std::fs::write(&path, wav(2)).unwrap();
+        let file = OutgoingFile::new(
+            std::fs::File::open(&path).unwrap(),
+            path.clone(),
+            "note.wav".to_owned(),
+            "audio/wav".to_owned(),
+            u64::MAX,
+        );
+        // The path now names a longer recording; the note must still be the two seconds.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, wav(5)).unwrap();
+        let note = prepare(&file)
+            .await
+            .expect("ffmpeg with libopus (tests/run.sh installs it)");
+        assert!(is_ogg_opus(&note.ogg_opus));
+        assert_eq!(note.seconds, 2);
+        let bars = note.waveform.unwrap();
+        assert_eq!(bars.len(), 64);
+        assert!(bars.iter().all(|&bar| bar > 0), "{bars:?}");
+    }
+
     #[tokio::test]
     async fn a_missing_converter_is_reported_clearly() {
-        let err = run_converter("/nonexistent/ffmpeg", &["-version"])
+        let err = run_converter("/nonexistent/ffmpeg", &["-version"], Stdio::null())
             .await
             .unwrap_err();
         let err = EngineError::from(err);
@@ -286,9 +343,13 @@ mod tests {
     #[tokio::test]
     async fn a_failing_converter_says_why() {
         // `sh -c 'echo …>&2; exit 3'` stands in for an ffmpeg that rejects its input.
-        let err = run_converter("sh", &["-c", "echo 'Invalid data found' >&2; exit 3"])
-            .await
-            .unwrap_err();
+        let err = run_converter(
+            "sh",
+            &["-c", "echo 'Invalid data found' >&2; exit 3"],
+            Stdio::null(),
+        )
+        .await
+        .unwrap_err();
         let text = EngineError::from(err).to_string();
         assert!(text.contains("Invalid data found"), "{text}");
     }
