@@ -5,8 +5,8 @@
 //! printed, not asserted.
 //!
 //! Sized by environment variables, defaults in brackets: `WHATSAPP_MCP_LOAD_MESSAGES`
-//! [100 000] archive messages, `WHATSAPP_MCP_LOAD_SESSIONS` [200], `WHATSAPP_MCP_LOAD_SECONDS`
-//! [60]. The full-size run is `WHATSAPP_MCP_LOAD_MESSAGES=1000000`.
+//! [1 000 000] archive messages, `WHATSAPP_MCP_LOAD_SESSIONS` [200], `WHATSAPP_MCP_LOAD_SECONDS`
+//! [60]; smaller values make a quick local run.
 #![cfg(feature = "fake-engine")]
 
 mod common;
@@ -102,7 +102,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 #[test]
 fn concurrent_sessions_against_a_large_archive() {
-    let messages = setting("WHATSAPP_MCP_LOAD_MESSAGES", 100_000) as usize;
+    let messages = setting("WHATSAPP_MCP_LOAD_MESSAGES", 1_000_000) as usize;
     let sessions = setting("WHATSAPP_MCP_LOAD_SESSIONS", 200) as usize;
     let seconds = setting("WHATSAPP_MCP_LOAD_SECONDS", 60);
 
