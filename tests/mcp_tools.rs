@@ -447,6 +447,17 @@ async fn bad_arguments_get_errors_that_say_what_to_do() {
         unknown_chat.contains("unknown chat") && unknown_chat.contains("list_chats"),
         "{unknown_chat}"
     );
+    // Listing looks the chat up only when nothing matched; an unknown one is still named.
+    let unknown_listing = c
+        .tool_error(
+            "list_messages",
+            json!({"chat_jid": "31699999999@s.whatsapp.net", "query": "anything"}),
+        )
+        .await;
+    assert!(
+        unknown_listing.contains("unknown chat"),
+        "{unknown_listing}"
+    );
     let invalid = c
         .tool_error("list_messages", json!({"chat_jid": "not-a-jid"}))
         .await;

@@ -259,14 +259,11 @@ impl WhatsAppTools {
             .map(|t| policy::parse_time("before", t))
             .transpose()
             .map_err(ToolError)?;
-        let chat = match p.chat_jid.as_deref() {
-            Some(input) => {
-                let jid = parse_jid("chat_jid", input)?;
-                self.known_chat(&jid, false).await?;
-                Some(jid)
-            }
-            None => None,
-        };
+        let chat = p
+            .chat_jid
+            .as_deref()
+            .map(|input| parse_jid("chat_jid", input))
+            .transpose()?;
         let sender = p
             .sender_phone_number
             .as_deref()
@@ -277,7 +274,7 @@ impl WhatsAppTools {
             .ctx
             .store
             .list_messages(MessageQuery {
-                chat,
+                chat: chat.clone(),
                 sender,
                 after,
                 before,
@@ -286,6 +283,13 @@ impl WhatsAppTools {
             })
             .await
             .map_err(archive_error)?;
+        // An unknown chat is told apart from a known one without matches only when nothing
+        // came back, which spares every listing a lookup.
+        if messages.is_empty()
+            && let Some(jid) = &chat
+        {
+            self.known_chat(jid, false).await?;
+        }
         let with_context = p.include_context && (p.context_before > 0 || p.context_after > 0);
         let mut neighbours = if with_context {
             let keys = messages

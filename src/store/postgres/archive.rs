@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::future::try_join_all;
 
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Row};
 
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
@@ -21,14 +22,30 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Runs a statement through the connection's statement cache: parsed once per pooled
+/// connection instead of on every call. For statements of fixed shape, whose best plan does
+/// not depend on the values.
+async fn query_cached(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let statement = db.prepare_cached(sql).await?;
+    db.query(&statement, params).await
+}
+
 /// Maps a LID to the phone-number JID it is linked to, if any; other JIDs pass through.
 pub(super) async fn canonical(db: &impl GenericClient, jid: &Jid) -> Result<String> {
     if !jid.is_lid() {
         return Ok(jid.as_str().to_owned());
     }
-    let row = db
-        .query_opt("SELECT jid FROM contacts WHERE lid = $1", &[&jid.as_str()])
-        .await?;
+    let row = query_cached(
+        db,
+        "SELECT jid FROM contacts WHERE lid = $1",
+        &[&jid.as_str()],
+    )
+    .await?
+    .pop();
     Ok(row.map_or_else(|| jid.as_str().to_owned(), |row| row.get(0)))
 }
 
@@ -651,7 +668,7 @@ async fn with_reactions(
          ORDER BY r.timestamp, r.sender_jid"
     );
     let mut reactions: HashMap<(String, String), Vec<Reaction>> = HashMap::new();
-    for row in db.query(&sql, &[&chats, &ids]).await? {
+    for row in query_cached(db, &sql, &[&chats, &ids]).await? {
         reactions
             .entry((row.get(0), row.get(1)))
             .or_default()
@@ -712,8 +729,7 @@ async fn latest_messages(
          )
          SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} JOIN newest ON newest.pk = m.pk"
     );
-    Ok(db
-        .query(&sql, &[&chats])
+    Ok(query_cached(db, &sql, &[&chats])
         .await?
         .iter()
         .map(message_row)
@@ -760,9 +776,9 @@ pub(super) async fn list_chats(db: &impl GenericClient, query: &ChatQuery) -> Re
 
 pub(super) async fn chat(db: &impl GenericClient, jid: &Jid) -> Result<Option<Chat>> {
     let jid = canonical(db, jid).await?;
-    let Some(row) = db
-        .query_opt(&format!("{CHAT_SELECT} WHERE c.jid = $1"), &[&jid])
+    let Some(row) = query_cached(db, &format!("{CHAT_SELECT} WHERE c.jid = $1"), &[&jid])
         .await?
+        .pop()
     else {
         return Ok(None);
     };
@@ -789,23 +805,47 @@ pub(super) async fn list_messages(
         .as_deref()
         .map(|t| search::TextQuery::parse(t).folded_like_patterns())
         .unwrap_or_default();
-    let mut sql = format!(
-        "SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM}
-         WHERE ($1::TEXT IS NULL OR m.chat_jid = $1)
-           AND ($2::TEXT IS NULL OR m.sender_jid = $2)
-           AND ($3::BIGINT IS NULL OR m.timestamp > $3)
-           AND ($4::BIGINT IS NULL OR m.timestamp < $4)"
-    );
+    // Only the filters given are written out, numbered as they come, so each combination is
+    // one statement shape the connection can keep prepared with a plan that fits it.
     let limit = query.page.limit();
     let offset = query.page.offset();
-    let mut params: Vec<&(dyn ToSql + Sync)> =
-        vec![&chat, &sender, &query.after, &query.before, &limit, &offset];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit, &offset];
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE TRUE");
+    let filters: [(&str, Option<&(dyn ToSql + Sync)>); 4] = [
+        (
+            "m.chat_jid =",
+            chat.as_ref().map(|c| c as &(dyn ToSql + Sync)),
+        ),
+        (
+            "m.sender_jid =",
+            sender.as_ref().map(|s| s as &(dyn ToSql + Sync)),
+        ),
+        (
+            "m.timestamp >",
+            query.after.as_ref().map(|t| t as &(dyn ToSql + Sync)),
+        ),
+        (
+            "m.timestamp <",
+            query.before.as_ref().map(|t| t as &(dyn ToSql + Sync)),
+        ),
+    ];
+    for (condition, value) in filters {
+        if let Some(value) = value {
+            params.push(value);
+            sql.push_str(&format!(" AND {condition} ${}", params.len()));
+        }
+    }
     for pattern in &patterns {
         params.push(pattern);
         sql.push_str(&format!(" AND m.search_text LIKE ${}", params.len()));
     }
-    sql.push_str(" ORDER BY m.timestamp DESC, m.pk DESC LIMIT $5 OFFSET $6");
-    let rows = db.query(&sql, &params).await?;
+    sql.push_str(" ORDER BY m.timestamp DESC, m.pk DESC LIMIT $1 OFFSET $2");
+    // A text search is planned for its words each time: how common they are decides the plan.
+    let rows = if patterns.is_empty() {
+        query_cached(db, &sql, &params).await?
+    } else {
+        db.query(&sql, &params).await?
+    };
     with_reactions(db, rows.iter().map(message_row).collect()).await
 }
 
@@ -825,7 +865,7 @@ pub(super) async fn messages_by_id(db: &impl GenericClient, id: &str) -> Result<
 async fn message_in(db: &impl GenericClient, chat: &str, id: &str) -> Result<Option<Message>> {
     let sql =
         format!("SELECT {MESSAGE_COLUMNS} {MESSAGE_FROM} WHERE m.chat_jid = $1 AND m.id = $2");
-    let Some(row) = db.query_opt(&sql, &[&chat, &id]).await? else {
+    let Some(row) = query_cached(db, &sql, &[&chat, &id]).await?.pop() else {
         return Ok(None);
     };
     Ok(with_reactions(db, vec![message_row(&row)]).await?.pop())
@@ -902,7 +942,7 @@ pub(super) async fn neighbours(
          JOIN near ON near.pk = m.pk
          ORDER BY near.ord, m.timestamp, m.pk"
     );
-    let rows = db.query(&sql, &[&chats, &ids, &before, &after]).await?;
+    let rows = query_cached(db, &sql, &[&chats, &ids, &before, &after]).await?;
     let placed: Vec<(usize, bool)> = rows
         .iter()
         .map(|row| ((row.get::<_, i64>(22) - 1) as usize, row.get(23)))

@@ -166,7 +166,7 @@ macro_rules! write_tx {
                 .await
                 .map_err(|err| pg::query_error(&err))?;
             let value = {
-                let $tx: &tokio_postgres::Transaction<'_> = &transaction;
+                let $tx: &deadpool_postgres::Transaction<'_> = &transaction;
                 $body.await.map_err(|err| pg::query_error(&err))?
             };
             transaction
@@ -382,28 +382,28 @@ impl Store for PostgresStore {
     }
 
     async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError> {
-        read!(self, |client| archive::sync_state(&**client, &key))
+        read!(self, |client| archive::sync_state(&client, &key))
     }
 
     async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError> {
-        read!(self, |client| archive::list_chats(&**client, &query))
+        read!(self, |client| archive::list_chats(&client, &query))
     }
 
     async fn chat(&self, jid: Jid) -> Result<Chat, StoreError> {
-        read!(self, |client| archive::chat(&**client, &jid))?.ok_or_else(|| not_found("chat", &jid))
+        read!(self, |client| archive::chat(&client, &jid))?.ok_or_else(|| not_found("chat", &jid))
     }
 
     async fn list_messages(&self, query: MessageQuery) -> Result<Vec<Message>, StoreError> {
-        read!(self, |client| archive::list_messages(&**client, &query))
+        read!(self, |client| archive::list_messages(&client, &query))
     }
 
     async fn message(&self, chat: Jid, id: String) -> Result<Message, StoreError> {
-        read!(self, |client| archive::message(&**client, &chat, &id))?
+        read!(self, |client| archive::message(&client, &chat, &id))?
             .ok_or_else(|| not_found("message", format!("{id} in {chat}")))
     }
 
     async fn messages_by_id(&self, id: String) -> Result<Vec<Message>, StoreError> {
-        read!(self, |client| archive::messages_by_id(&**client, &id))
+        read!(self, |client| archive::messages_by_id(&client, &id))
     }
 
     async fn message_context(
@@ -414,7 +414,7 @@ impl Store for PostgresStore {
         after: u32,
     ) -> Result<MessageContext, StoreError> {
         read!(self, |client| archive::message_context(
-            &**client, &chat, &id, before, after
+            &client, &chat, &id, before, after
         ))?
         .ok_or_else(|| not_found("message", format!("{id} in {chat}")))
     }
@@ -426,31 +426,31 @@ impl Store for PostgresStore {
         after: u32,
     ) -> Result<Vec<Neighbours>, StoreError> {
         read!(self, |client| archive::neighbours(
-            &**client, &messages, before, after
+            &client, &messages, before, after
         ))
     }
 
     async fn search_contacts(&self, query: String, page: Page) -> Result<Vec<Contact>, StoreError> {
         read!(self, |client| archive::search_contacts(
-            &**client, &query, page
+            &client, &query, page
         ))
     }
 
     async fn contact(&self, jid: Jid) -> Result<Contact, StoreError> {
-        read!(self, |client| archive::contact(&**client, &jid))?
+        read!(self, |client| archive::contact(&client, &jid))?
             .ok_or_else(|| not_found("contact", &jid))
     }
 
     async fn contact_chats(&self, jid: Jid, page: Page) -> Result<Vec<Chat>, StoreError> {
-        read!(self, |client| archive::contact_chats(&**client, &jid, page))
+        read!(self, |client| archive::contact_chats(&client, &jid, page))
     }
 
     async fn last_interaction(&self, jid: Jid) -> Result<Option<Message>, StoreError> {
-        read!(self, |client| archive::last_interaction(&**client, &jid))
+        read!(self, |client| archive::last_interaction(&client, &jid))
     }
 
     async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
-        read!(self, |client| archive::participants(&**client, &group))
+        read!(self, |client| archive::participants(&client, &group))
     }
 }
 
