@@ -336,6 +336,12 @@ fn render_status(url: &str, report: &StatusReport) -> String {
         synced = stats.last_sync_time.as_deref().unwrap_or("never"),
         uptime = report.uptime_seconds,
     );
+    if stats.search_backlog > 0 {
+        out.push_str(&format!(
+            "search:   {} messages still being indexed (searches scan them meanwhile)\n",
+            crate::report::group_thousands(stats.search_backlog)
+        ));
+    }
     if report.authentication.has_qr_code {
         out.push_str(&format!(
             "link:     a QR code is waiting: open {url}/qr or run `whatsapp-mcp qr`\n"

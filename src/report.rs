@@ -93,6 +93,9 @@ pub struct Statistics {
     pub last_message_time: Option<String>,
     pub database_size_mb: f64,
     pub database_exists: bool,
+    /// Messages not yet in the search index; searches find them by a slower scan meanwhile.
+    #[serde(default)]
+    pub search_backlog: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -130,6 +133,7 @@ pub async fn build(ctx: &AppContext) -> StatusReport {
                     (bytes as f64 / 1_048_576.0 * 100.0).round() / 100.0
                 }),
                 database_exists: true,
+                search_backlog: stats.search_backlog,
             },
             None,
         ),
@@ -142,6 +146,7 @@ pub async fn build(ctx: &AppContext) -> StatusReport {
                 last_message_time: None,
                 database_size_mb: 0.0,
                 database_exists: false,
+                search_backlog: 0,
             },
             Some(format!("archive unavailable: {err}")),
         ),

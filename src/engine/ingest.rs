@@ -209,9 +209,7 @@ impl Ingest {
                     .flat_map(|c| c.messages)
                     .collect();
                 let count = messages.len() as u64;
-                // Messages first, so their chats exist; chat metadata then names them.
-                self.store.insert_messages(messages).await?;
-                self.store.upsert_chats(chats).await?;
+                self.store.insert_history(messages, chats).await?;
                 self.status.update(|s| {
                     s.sync.active = true;
                     s.sync.chunks_received += 1;

@@ -49,6 +49,8 @@ pub struct ArchiveStats {
     pub last_message_at: Option<DateTime<Utc>>,
     /// Bytes used by the database, when the backend can tell.
     pub database_bytes: Option<u64>,
+    /// Messages stored but not yet in the search index (found by a slower scan meanwhile).
+    pub search_backlog: u64,
 }
 
 /// The result of checking that the database is reachable and its schema is complete.
@@ -99,6 +101,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores messages, creating their chats as needed. A message already stored (same chat and
     /// id) is updated with any fields it lacked, never duplicated. Returns how many were new.
     async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError>;
+
+    /// One history sync chunk in one transaction: `insert_messages`, then `upsert_chats` (the
+    /// messages create their chats; the chat updates then name them). All or nothing.
+    async fn insert_history(
+        &self,
+        messages: Vec<NewMessage>,
+        chats: Vec<ChatUpdate>,
+    ) -> Result<u64, StoreError>;
 
     /// Replaces a message's text after an edit.
     async fn edit_message(

@@ -272,6 +272,8 @@ impl Store for PostgresStore {
                 .get::<_, Option<i64>>(3)
                 .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
             database_bytes: u64::try_from(row.get::<_, i64>(4)).ok(),
+            // The trigram index is maintained as rows are written.
+            search_backlog: 0,
         })
     }
 
@@ -293,6 +295,20 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         let inserted = write_tx!(self, |tx| archive::insert_messages(tx, &messages))?;
+        self.count_new_rows(inserted);
+        Ok(inserted)
+    }
+
+    async fn insert_history(
+        &self,
+        messages: Vec<NewMessage>,
+        chats: Vec<ChatUpdate>,
+    ) -> Result<u64, StoreError> {
+        let inserted = write_tx!(self, |tx| async {
+            let inserted = archive::insert_messages(tx, &messages).await?;
+            archive::upsert_chats(tx, &chats).await?;
+            Ok(inserted)
+        })?;
         self.count_new_rows(inserted);
         Ok(inserted)
     }

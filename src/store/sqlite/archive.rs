@@ -278,7 +278,62 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             fill.execute(values)?;
         }
     }
+    // Live messages become searchable in the same transaction. A large backlog (a history
+    // sync) is left to the background indexer, so the archive takes it at full speed.
+    if inserted > 0 && search_backlog_bound(conn)? <= INLINE_INDEX_LIMIT {
+        index_pending(conn, INLINE_INDEX_LIMIT)?;
+    }
     Ok(inserted)
+}
+
+/// The most messages a write indexes for search itself; more wait for the background indexer.
+const INLINE_INDEX_LIMIT: u64 = 500;
+
+/// An upper bound of the messages not yet in the search index, in two index probes: pk
+/// values above the mark minus any since deleted.
+pub(super) fn search_backlog_bound(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT MAX(0, COALESCE((SELECT MAX(pk) FROM messages), 0) - indexed_through)
+         FROM search_progress",
+    )?
+    .query_row([], |row| row.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
+}
+
+/// How many messages are not yet in the search index (they are found by a scan meanwhile).
+pub(super) fn search_backlog(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM messages WHERE pk > (SELECT indexed_through FROM search_progress)",
+    )?
+    .query_row([], |row| row.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
+}
+
+/// Adds up to `limit` of the oldest messages not yet indexed to the search index and moves the
+/// mark past them (see V5__search_backlog.sql). Returns how many were indexed.
+pub(super) fn index_pending(conn: &Connection, limit: u64) -> rusqlite::Result<u64> {
+    let mark: i64 = conn
+        .prepare_cached("SELECT indexed_through FROM search_progress")?
+        .query_row([], |row| row.get(0))?;
+    let (through, count): (Option<i64>, i64) = conn
+        .prepare_cached(
+            "SELECT MAX(pk), COUNT(*) FROM
+                 (SELECT pk FROM messages WHERE pk > ?1 ORDER BY pk LIMIT ?2)",
+        )?
+        .query_row(params![mark, limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let Some(through) = through else {
+        return Ok(0);
+    };
+    conn.prepare_cached(
+        "INSERT INTO messages_fts (rowid, text, caption, file_name)
+         SELECT pk, text, caption, file_name FROM messages WHERE pk > ?1 AND pk <= ?2",
+    )?
+    .execute(params![mark, through])?;
+    conn.prepare_cached("UPDATE search_progress SET indexed_through = ?1")?
+        .execute([through])?;
+    Ok(count as u64)
 }
 
 pub(super) fn edit_message(
@@ -381,20 +436,17 @@ pub(super) fn set_participants(
 }
 
 pub(super) fn clear_archive(conn: &Connection) -> rusqlite::Result<()> {
-    // Emptying the search index in one step spares the per-row delete trigger's work.
+    // The search index is emptied in one step; with the mark at 0 first, the delete trigger
+    // has no entries left to remove row by row.
     conn.execute_batch(
-        "INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
-         DROP TRIGGER messages_fts_after_delete;
+        "UPDATE search_progress SET indexed_through = 0;
+         INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
          DELETE FROM reactions;
          DELETE FROM group_participants;
          DELETE FROM messages;
          DELETE FROM chats;
          DELETE FROM contacts;
-         DELETE FROM sync_state;
-         CREATE TRIGGER messages_fts_after_delete AFTER DELETE ON messages BEGIN
-             INSERT INTO messages_fts (messages_fts, rowid, text, caption, file_name)
-             VALUES ('delete', old.pk, old.text, old.caption, old.file_name);
-         END;",
+         DELETE FROM sync_state;",
     )
 }
 
@@ -603,10 +655,13 @@ pub(super) fn list_messages(
     // newest of them (see `walk_time_index`).
     let matches = match text.as_ref().and_then(search::TextQuery::fts5_match) {
         Some(expression) => {
-            let pks: Vec<rusqlite::types::Value> = conn
+            let mut pks: Vec<rusqlite::types::Value> = conn
                 .prepare_cached("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1")?
                 .query_map([expression], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
+            if let Some(text) = &text {
+                pks.extend(unindexed_matches(conn, text)?);
+            }
             if pks.is_empty() {
                 return Ok(Vec::new());
             }
@@ -667,6 +722,47 @@ pub(super) fn list_messages(
         .query_map(rusqlite::params_from_iter(values.iter()), message_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     with_reactions(conn, messages)
+}
+
+/// Messages above the search index's mark (stored, not yet indexed) that contain every term:
+/// a scan of those rows, folded the way the index folds. Usually there are none or a few;
+/// during a history sync the scan keeps search complete until the indexer catches up.
+fn unindexed_matches(
+    conn: &Connection,
+    text: &search::TextQuery,
+) -> rusqlite::Result<Vec<rusqlite::types::Value>> {
+    let patterns = text.folded_like_patterns();
+    let mut sql = String::from(
+        "SELECT pk FROM (SELECT pk, search_text(text, caption, file_name) AS folded FROM messages
+                         WHERE pk > (SELECT indexed_through FROM search_progress))
+         WHERE 1 = 1",
+    );
+    for n in 1..=patterns.len() {
+        sql.push_str(&format!(" AND folded LIKE ?{n} ESCAPE '\\'"));
+    }
+    conn.prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(patterns), |row| row.get(0))?
+        .collect()
+}
+
+/// Registers `search_text(text, caption, file_name)`: the three fields joined and folded as
+/// `search::message_search_text` does, for scanning messages the index has not taken yet.
+pub(super) fn register_search_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "search_text",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let field = |i| ctx.get::<Option<String>>(i);
+            let (text, caption, file_name) = (field(0)?, field(1)?, field(2)?);
+            Ok(search::message_search_text([
+                text.as_deref(),
+                caption.as_deref(),
+                file_name.as_deref(),
+            ]))
+        },
+    )
 }
 
 /// Whether the newest `matches` full-text hits of the archive are found faster by walking the

@@ -4,6 +4,7 @@
 //! reader connections serve queries concurrently, which WAL mode lets proceed during writes.
 
 mod archive;
+mod search_indexer;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -45,24 +46,28 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
+    indexer: search_indexer::SearchIndexer,
 }
 
 impl SqliteStore {
     /// Opens or creates the database at `path`, applying pending migrations.
     pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
         let opened_path = path.clone();
-        let (writer, readers) = tokio::task::spawn_blocking(move || {
+        let (writer, backlog, readers) = tokio::task::spawn_blocking(move || {
             let writer = open_blocking(&opened_path)?;
+            let backlog = archive::search_backlog_bound(&writer).map_err(map_error)? > 0;
             let readers = (0..READERS)
                 .map(|_| open_reader(&opened_path))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((writer, readers))
+            Ok::<_, StoreError>((writer, backlog, readers))
         })
         .await
         .map_err(|err| StoreError::Other(format!("open task failed: {err}")))??;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path,
-            writer: Arc::new(Mutex::new(writer)),
+            indexer: search_indexer::SearchIndexer::start(&writer, backlog),
+            writer,
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(Semaphore::new(READERS)),
         })
@@ -74,19 +79,11 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = writer
-                .lock()
-                .map_err(|_| StoreError::Other("writer lock poisoned".to_owned()))?;
-            let tx = guard
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_error)?;
-            let value = work(&tx).map_err(map_error)?;
-            tx.commit().map_err(map_error)?;
-            Ok(value)
-        })
-        .await
-        .map_err(|err| StoreError::Other(format!("write task failed: {err}")))?
+        let written = tokio::task::spawn_blocking(move || in_write_transaction(&writer, work))
+            .await
+            .map_err(|err| StoreError::Other(format!("write task failed: {err}")))?;
+        self.indexer.wrote();
+        written
     }
 
     /// Runs `work` on a free reader connection. If the caller stops waiting (a cancelled tool
@@ -125,6 +122,22 @@ impl SqliteStore {
         .await
         .map_err(|err| StoreError::Other(format!("query task failed: {err}")))?
     }
+}
+
+/// Runs `work` in one immediate transaction on the writer connection, on the calling thread.
+fn in_write_transaction<T>(
+    writer: &Mutex<Connection>,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let mut guard = writer
+        .lock()
+        .map_err(|_| StoreError::Other("writer lock poisoned".to_owned()))?;
+    let tx = guard
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_error)?;
+    let value = work(&tx).map_err(map_error)?;
+    tx.commit().map_err(map_error)?;
+    Ok(value)
 }
 
 /// Interrupts a reader's work when dropped while that work is still running.
@@ -238,6 +251,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         .map_err(map_error)?;
     // `rarray(?)` lets a query take a list of row ids as one parameter (full-text search).
     rusqlite::vtab::array::load_module(&conn).map_err(map_error)?;
+    archive::register_search_functions(&conn).map_err(map_error)?;
     Ok(conn)
 }
 
@@ -337,6 +351,7 @@ impl Store for SqliteStore {
                     contact_count: count("SELECT COUNT(*) FROM contacts")?,
                     last_message_at: last.and_then(|secs| DateTime::from_timestamp(secs, 0)),
                     database_bytes: None,
+                    search_backlog: archive::search_backlog(conn)?,
                 })
             })
             .await?;
@@ -367,8 +382,31 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(0);
         }
-        self.write(move |conn| archive::insert_messages(conn, &messages))
-            .await
+        let inserted = self
+            .write(move |conn| archive::insert_messages(conn, &messages))
+            .await?;
+        if inserted > 0 {
+            self.indexer.wake();
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_history(
+        &self,
+        messages: Vec<NewMessage>,
+        chats: Vec<ChatUpdate>,
+    ) -> Result<u64, StoreError> {
+        let inserted = self
+            .write(move |conn| {
+                let inserted = archive::insert_messages(conn, &messages)?;
+                archive::upsert_chats(conn, &chats)?;
+                Ok(inserted)
+            })
+            .await?;
+        if inserted > 0 {
+            self.indexer.wake();
+        }
+        Ok(inserted)
     }
 
     async fn edit_message(
