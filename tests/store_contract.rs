@@ -81,6 +81,7 @@ contract!(
     paging_edges_are_safe,
     messages_filter_by_chat_sender_and_time,
     full_text_search_handles_languages_numbers_and_media,
+    search_pages_are_newest_first_for_common_and_rare_words,
     lid_and_phone_become_one_person,
     contacts_are_found_by_name_or_number,
     context_surrounds_a_message_in_order,
@@ -336,6 +337,71 @@ async fn messages_filter_by_chat_sender_and_time(f: &Fixture) {
         .unwrap();
     assert!(mine[0].from_me);
     assert_eq!(mine[0].sender_jid, None);
+}
+
+/// More messages than either backend reads before choosing how to search: a word in every
+/// third message (its page is among the newest), one only in old messages, one in a handful,
+/// and a time filter; every page must be the newest matches in order, with nothing skipped.
+async fn search_pages_are_newest_first_for_common_and_rare_words(f: &Fixture) {
+    let store = &*f.store;
+    let body = |i: i64| match i {
+        i if i % 3 == 0 => format!("harbour view {i}"),
+        i if i < 2_000 && i % 7 == 1 => format!("old lighthouse {i}"),
+        i if i % 2_500 == 2 => format!("rare comet {i}"),
+        i => format!("plain words {i}"),
+    };
+    let archive: Vec<NewMessage> = (0..12_000i64)
+        .map(|i| {
+            let chat = if i % 2 == 0 { ADA } else { BOB };
+            // Times run against insertion order in places, as history sync delivers them.
+            text(
+                chat,
+                &format!("s{i}"),
+                Some(chat),
+                100_000 + (i * 7_919) % 12_000,
+                &body(i),
+            )
+        })
+        .collect();
+    for chunk in archive.chunks(3_000) {
+        store.insert_messages(chunk.to_vec()).await.unwrap();
+    }
+    for (word, after) in [
+        ("harbour", None),
+        ("lighthouse", None),
+        ("comet", None),
+        ("harbour", Some(100_000 + 11_000)),
+        ("lighthouse", Some(100_000 + 6_000)),
+    ] {
+        let mut want: Vec<&NewMessage> = archive
+            .iter()
+            .filter(|m| m.text.as_deref().unwrap().contains(word))
+            .filter(|m| after.is_none_or(|t| m.timestamp > t))
+            .collect();
+        want.sort_by_key(|m| std::cmp::Reverse(m.timestamp));
+        for (limit, page) in [(20, 0), (20, 3), (7, 11), (200, 1)] {
+            let found = store
+                .list_messages(MessageQuery {
+                    text: Some(word.to_owned()),
+                    after,
+                    page: Page::new(limit, page),
+                    ..MessageQuery::default()
+                })
+                .await
+                .unwrap();
+            let expected: Vec<&str> = want
+                .iter()
+                .skip((limit * page) as usize)
+                .take(limit as usize)
+                .map(|m| m.id.as_str())
+                .collect();
+            assert_eq!(
+                ids(&found),
+                expected,
+                "{word} after {after:?}, page {page} of {limit}"
+            );
+        }
+    }
 }
 
 async fn full_text_search_handles_languages_numbers_and_media(f: &Fixture) {

@@ -960,7 +960,8 @@ impl Archive {
     }
 
     /// Writes the archive through the store's own API: contacts, LID links, chats, groups, then
-    /// messages in history-sized transactions. Returns how many messages were stored.
+    /// messages in history-sized transactions, and waits until all are indexed for search.
+    /// Returns how many messages were stored.
     pub async fn write_store(&self, store: &dyn Store) -> Result<u64, StoreError> {
         store.upsert_contacts(self.contact_updates()).await?;
         for (lid, phone) in self.lid_links() {
@@ -977,6 +978,11 @@ impl Archive {
         for conversations in self.history_chunks(HISTORY_CHUNK) {
             let messages = conversations.into_iter().flat_map(|c| c.messages).collect();
             stored += store.insert_messages(messages).await?;
+        }
+        // SQLite indexes large writes for search in the background; the archive is complete
+        // (and its searches measured as they will run) once that has caught up.
+        while store.stats().await?.search_backlog > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Ok(stored)
     }
