@@ -865,12 +865,7 @@ pub(super) async fn list_messages(
                              ORDER BY m.timestamp DESC, m.pk DESC LIMIT {RECENT_PROBE}) m
              WHERE TRUE{matching} ORDER BY m.timestamp DESC, m.pk DESC LIMIT $1::bigint + $2::bigint"
         );
-        let found: Vec<i64> = db
-            .query(&probe, &params)
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let found = row_numbers(db, &probe, &params).await?;
         if found.len() as i64 >= limit.saturating_add(offset) {
             let page = found.into_iter().skip(offset.max(0) as usize).collect();
             return messages_by_pk(db, page).await;
@@ -884,13 +879,22 @@ pub(super) async fn list_messages(
         "SELECT m.pk FROM messages m WHERE TRUE{conditions}{matching}
          ORDER BY m.timestamp DESC, m.pk DESC LIMIT $1 OFFSET $2"
     );
-    let page: Vec<i64> = db
-        .query(&search, &params)
+    let page = row_numbers(db, &search, &params).await?;
+    messages_by_pk(db, page).await
+}
+
+/// The first column of every row `sql` returns: message row numbers.
+async fn row_numbers(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<i64>> {
+    Ok(db
+        .query(sql, params)
         .await?
         .iter()
         .map(|row| row.get(0))
-        .collect();
-    messages_by_pk(db, page).await
+        .collect())
 }
 
 /// Newest messages a search without a chat or sender looks through before using the trigram

@@ -294,9 +294,7 @@ impl Store for PostgresStore {
         if messages.is_empty() {
             return Ok(0);
         }
-        let inserted = write_tx!(self, |tx| archive::insert_messages(tx, &messages))?;
-        self.count_new_rows(inserted);
-        Ok(inserted)
+        self.insert_history(messages, Vec::new()).await
     }
 
     async fn insert_history(

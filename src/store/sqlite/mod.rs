@@ -382,13 +382,7 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(0);
         }
-        let inserted = self
-            .write(move |conn| archive::insert_messages(conn, &messages))
-            .await?;
-        if inserted > 0 {
-            self.indexer.wake();
-        }
-        Ok(inserted)
+        self.insert_history(messages, Vec::new()).await
     }
 
     async fn insert_history(

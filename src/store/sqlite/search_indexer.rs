@@ -185,6 +185,16 @@ mod tests {
         store.stats().await.unwrap().search_backlog
     }
 
+    /// Waits for the background indexer to empty the backlog, failing after a minute.
+    async fn wait_until_indexed(store: &SqliteStore, failure: &str) {
+        let mut waited = Duration::ZERO;
+        while backlog(store).await > 0 {
+            assert!(waited < Duration::from_secs(60), "{failure}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+    }
+
     #[tokio::test]
     async fn search_finds_every_message_on_both_sides_of_the_mark() {
         let dir = tempfile::tempdir().unwrap();
@@ -267,15 +277,7 @@ mod tests {
             .map(|i| message(i, &format!("kilimanjaro trip {i}"), None))
             .collect();
         store.insert_messages(archive.clone()).await.unwrap();
-        let mut waited = Duration::ZERO;
-        while backlog(&store).await > 0 {
-            assert!(
-                waited < Duration::from_secs(60),
-                "the indexer did not catch up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        }
+        wait_until_indexed(&store, "the indexer did not catch up").await;
         integrity_check(&store).await;
         assert_searches_match(&store, &archive, "once indexed").await;
     }
@@ -297,12 +299,7 @@ mod tests {
             assert_eq!(backlog(&store).await, 800);
         }
         let store = SqliteStore::open(path).await.unwrap();
-        let mut waited = Duration::ZERO;
-        while backlog(&store).await > 0 {
-            assert!(waited < Duration::from_secs(60), "nothing indexed on open");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        }
+        wait_until_indexed(&store, "nothing indexed on open").await;
         integrity_check(&store).await;
         assert_searches_match(&store, &archive, "after reopening").await;
     }
