@@ -762,7 +762,7 @@ fn validate_bridge_url(url: &str) -> Result<String, ConfigError> {
 }
 
 fn validate_log_level(level: &str) -> Result<(), ConfigError> {
-    tracing_subscriber::EnvFilter::try_new(level)
+    crate::logging::parse_filter(level)
         .map(drop)
         .map_err(|err| ConfigError::invalid("log.level", format!("{level:?}: {err}")))
 }
@@ -832,6 +832,21 @@ mod tests {
             PathBuf::from("/var/lib/whatsapp-mcp/media")
         );
         assert!(config.token.is_none());
+    }
+
+    #[test]
+    fn a_log_filter_with_a_multibyte_character_is_an_error_not_a_panic() {
+        // tracing-subscriber's parser cuts a directive with leading blanks in the wrong place,
+        // and panics when that place is inside a character.
+        for level in [" [sä]", "info, [ü]=debug", "whatsapp_mcp=débug"] {
+            let err = load("", &[("WHATSAPP_MCP_LOG", level)]).unwrap_err();
+            assert!(err.to_string().contains("log.level"), "{level}: {err}");
+        }
+        let level = "whatsapp_mcp=debug, [sync]=trace";
+        let config = load("", &[("WHATSAPP_MCP_LOG", level)]);
+        assert_eq!(config.unwrap().log_level, level);
+        let filter = crate::logging::parse_filter(level).unwrap().to_string();
+        assert!(filter.contains("[sync]=trace"), "{filter}");
     }
 
     #[test]

@@ -79,10 +79,27 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
     LogSink::Stderr
 }
 
+/// Parses an `EnvFilter` directive such as `info` or `whatsapp_mcp=debug,info`.
+///
+/// tracing-subscriber's directive parser finds positions in the trimmed directive but slices
+/// the untrimmed one, so a directive with leading blanks is cut in the wrong place, and panics
+/// when that place is inside a multi-byte character (tokio-rs/tracing#2452 asks for the trim).
+/// Each directive is trimmed here first, and only printable ASCII is accepted: every target,
+/// span and level a filter matches on is ASCII anyway.
+pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+    if let Some(bad) = level.chars().find(|c| !c.is_ascii_graphic() && *c != ' ') {
+        return Err(format!(
+            "{bad:?} is not allowed; a filter is ASCII, e.g. `info` or `whatsapp_mcp=debug,info`"
+        ));
+    }
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    EnvFilter::try_new(directives.join(",")).map_err(|err| err.to_string())
+}
+
 /// The configured directive, with rmcp held at info whatever it asks for: rmcp's debug lines
 /// carry every JSON-RPC message whole, i.e. message bodies, contacts and tool arguments.
 fn level_filter(level: &str) -> EnvFilter {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = parse_filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     match "rmcp=info".parse() {
         Ok(cap) => filter.add_directive(cap),
         Err(_) => filter,
