@@ -1048,6 +1048,36 @@ async fn missing_things_are_not_found(f: &Fixture) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
 }
 
+/// pg_trgm classifies characters by the database's `LC_CTYPE`: under `C` it makes no trigrams
+/// of Cyrillic, Arabic or CJK words, and the store says so (a warning at open); under the
+/// UTF-8 locale the test cluster has, like a Debian server's, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_search_index_reports_an_ascii_only_locale() {
+    let cluster = tokio::task::spawn_blocking(common::pg::PgCluster::start)
+        .await
+        .unwrap();
+    let utf8 = DatabaseUrl::parse("test", &cluster.new_database()).unwrap();
+    let store = whatsapp_mcp::store::PostgresStore::open(&utf8)
+        .await
+        .unwrap();
+    assert_eq!(store.ascii_only_search_index().await.unwrap(), None);
+
+    let ascii = DatabaseUrl::parse("test", &cluster.new_database_with_ctype("C")).unwrap();
+    let store = whatsapp_mcp::store::PostgresStore::open(&ascii)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ascii_only_search_index().await.unwrap().as_deref(),
+        Some("C")
+    );
+    // Searches still find every match there, only without the index's help.
+    store
+        .insert_messages(vec![text(ADA, "thanks", Some(ADA), 1, "Большое спасибо!")])
+        .await
+        .unwrap();
+    assert_eq!(search(&store, "спасибо").await, ["thanks"]);
+}
+
 /// The database going away: calls fail with `Unavailable` (no panic, no hang), the status report
 /// says so, and the same store works again once the server is back, without being reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,7 +54,9 @@ impl PgCluster {
                 SUPERUSER,
                 "--auth=trust",
                 "--encoding=UTF8",
-                "--locale=C",
+                // What a Debian server's cluster has: a UTF-8 locale, under which pg_trgm
+                // splits words of every script into trigrams (under `C`, ASCII only).
+                "--locale=C.UTF-8",
                 "--no-sync",
             ],
         );
@@ -102,6 +104,17 @@ impl PgCluster {
 
     /// Creates a new, empty database and returns its `postgres://` URL (TCP, no TLS).
     pub fn new_database(&self) -> String {
+        self.create_database(&[])
+    }
+
+    /// A new database whose character classification (`LC_CTYPE`) is `ctype` instead of the
+    /// cluster's UTF-8 locale.
+    #[allow(dead_code)] // not every test binary that includes this module uses it
+    pub fn new_database_with_ctype(&self, ctype: &str) -> String {
+        self.create_database(&["--template=template0", &format!("--lc-ctype={ctype}")])
+    }
+
+    fn create_database(&self, options: &[&str]) -> String {
         let n = self.databases.fetch_add(1, Ordering::Relaxed);
         let name = format!("test_{n}");
         let out = Command::new(self.bin.join("createdb"))
@@ -113,6 +126,7 @@ impl PgCluster {
                 "-U",
                 SUPERUSER,
             ])
+            .args(options)
             .arg(&name)
             .output()
             .expect("run createdb");

@@ -109,11 +109,35 @@ impl PostgresStore {
     pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let pool = pg::connect(url).await?;
         pg::migrate(&pool, &runner(), pg::advisory_key("whatsapp-mcp archive")).await?;
-        Ok(Self {
+        let store = Self {
             pool,
             location: url.redacted(),
             statistics: Arc::new(Mutex::new(Statistics::new())),
-        })
+        };
+        if let Ok(Some(ctype)) = store.ascii_only_search_index().await {
+            tracing::warn!(
+                "the PostgreSQL database's LC_CTYPE is {ctype:?}: its search index covers only \
+                 ASCII letters and digits, so searches for words in other scripts read every \
+                 message; a database created with a UTF-8 locale avoids this (e.g. createdb \
+                 --template=template0 --locale=C.UTF-8)"
+            );
+        }
+        Ok(store)
+    }
+
+    /// The database's `LC_CTYPE` when pg_trgm, which classifies characters by it, makes
+    /// trigrams of ASCII letters and digits only (a `C` or `POSIX` database); `None` when words
+    /// in Cyrillic, Arabic and CJK scripts get trigrams too.
+    pub async fn ascii_only_search_index(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT cardinality(show_trgm('жش日')) = 0, current_setting('lc_ctype')",
+                &[],
+            )
+            .await
+            .map_err(|err| pg::query_error(&err))?;
+        Ok(row.get::<_, bool>(0).then(|| row.get(1)))
     }
 
     /// Notes `rows` new messages and, when the planner's picture of the table has gone stale,
