@@ -107,7 +107,7 @@ impl OutgoingFile {
     /// The file's whole content, read through the handle opened at the check.
     pub async fn read(&self) -> Result<Vec<u8>, EngineError> {
         let (handle, max_len) = (Arc::clone(&self.handle), self.max_len);
-        let name = self.file_name.clone();
+        let unreadable = self.unreadable();
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt as _;
             let len = handle.metadata()?.len();
@@ -125,7 +125,7 @@ impl OutgoingFile {
         .await
         .map_err(std::io::Error::other)
         .and_then(|read| read)
-        .map_err(|err| EngineError::Media(format!("cannot read {name}: {err}")))
+        .map_err(unreadable)
     }
 
     /// The file's size now.
@@ -133,14 +133,18 @@ impl OutgoingFile {
         self.handle
             .metadata()
             .map(|m| m.len())
-            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", self.file_name)))
+            .map_err(self.unreadable())
     }
 
     /// Another descriptor of the same open file, e.g. as a converter's standard input.
     pub fn duplicate(&self) -> Result<std::fs::File, EngineError> {
-        self.handle
-            .try_clone()
-            .map_err(|err| EngineError::Media(format!("cannot read {}: {err}", self.file_name)))
+        self.handle.try_clone().map_err(self.unreadable())
+    }
+
+    /// The error for an I/O failure on this file, naming it as the sender knows it.
+    fn unreadable(&self) -> impl FnOnce(std::io::Error) -> EngineError + use<> {
+        let name = self.file_name.clone();
+        move |err| EngineError::Media(format!("cannot read {name}: {err}"))
     }
 }
 
