@@ -850,6 +850,20 @@ mod tests {
     }
 
     #[test]
+    fn a_log_filter_field_value_is_matched_literally_not_compiled() {
+        // As a regular expression this field value (found by the config_load fuzz target)
+        // made tracing-subscriber build an automaton of more than 2 GB.
+        let text = include_str!("../fuzz/seeds/config_load/log_filter_field_regex");
+        let err = load(text, &[]).map(drop).unwrap_err();
+        assert!(err.to_string().contains("log.level"), "{err}");
+        let level = "info,[request{path=/api/.*}]=debug";
+        assert_eq!(
+            load("", &[("WHATSAPP_MCP_LOG", level)]).unwrap().log_level,
+            level
+        );
+    }
+
+    #[test]
     fn port_takes_precedence_over_mcp_port() {
         let config = load(
             "[mcp]\nlisten = \"127.0.0.1:3000\"\n",
