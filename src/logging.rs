@@ -85,20 +85,25 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
 /// the untrimmed one, so a directive with leading blanks is cut in the wrong place, and panics
 /// when that place is inside a multi-byte character (tokio-rs/tracing#2452 asks for the trim).
 /// Each directive is trimmed here first, and only printable ASCII is accepted: every target,
-/// span and level a filter matches on is ASCII anyway. Field values (`[span{field=value}]`)
-/// are matched as plain text, not compiled as regular expressions: a short pattern can make
-/// the automaton it builds take gigabytes and minutes.
+/// span and level a filter matches on is ASCII anyway. Span field filters
+/// (`[span{field=value}]`) are refused: their values are compiled into automata that a short
+/// pattern can make take gigabytes and minutes, and two directives with the same field break
+/// an ordering invariant the crate asserts in debug builds.
 pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     if let Some(bad) = level.chars().find(|c| !c.is_ascii_graphic() && *c != ' ') {
         return Err(format!(
             "{bad:?} is not allowed; a filter is ASCII, e.g. `info` or `whatsapp_mcp=debug,info`"
         ));
     }
+    if level.contains(['{', '}']) {
+        return Err(
+            "span field filters ({…}) are not supported; filter by target or span name, \
+             e.g. `whatsapp_mcp=debug` or `[sync]=trace`"
+                .to_owned(),
+        );
+    }
     let directives: Vec<&str> = level.split(',').map(str::trim).collect();
-    EnvFilter::builder()
-        .with_regex(false)
-        .parse(directives.join(","))
-        .map_err(|err| err.to_string())
+    EnvFilter::try_new(directives.join(",")).map_err(|err| err.to_string())
 }
 
 /// The configured directive, with rmcp held at info whatever it asks for: rmcp's debug lines
