@@ -1,6 +1,7 @@
 //! The binary as users meet it: socket-activated cold start and idle memory of `serve`, `stdio`
 //! cold start (relay to a running `serve`, and `--standalone`) and its idle memory, and
-//! Streamable HTTP throughput of `get_chat` with 64 concurrent clients over loopback.
+//! Streamable HTTP throughput of `get_chat` with 64 concurrent clients over loopback. `serve`'s
+//! figures are taken with the archive on SQLite and on PostgreSQL.
 //!
 //! `cargo bench` builds the binary with the release profile; under `cargo test` the debug
 //! binary runs a few rounds of each, checking the answers, and no targets are judged.
@@ -31,9 +32,12 @@ fn main() {
         common::binary(),
         if full_run() { "" } else { " (smoke run)" }
     );
-    socket_activated_cold_start();
+    let cluster = common::pg::PgCluster::start();
+    socket_activated_cold_start("SQLite", None);
+    socket_activated_cold_start("PostgreSQL", Some(&cluster.new_database()));
     stdio_cold_start();
-    http_throughput();
+    http_throughput("SQLite", None);
+    http_throughput("PostgreSQL", Some(cluster.new_database()));
 }
 
 /// Whether something listens on 127.0.0.1:`port`, read from /proc so that checking does not
@@ -68,7 +72,8 @@ fn http_get(port: u16, path: &str) -> String {
     response.lines().next().unwrap_or_default().to_owned()
 }
 
-fn socket_activated_cold_start() {
+/// `database`: a PostgreSQL URL, or `None` for the default SQLite file in the data directory.
+fn socket_activated_cold_start(backend: &str, database: Option<&str>) {
     let rounds = measure::size(30, 3);
     let target = full_run().then_some(Duration::from_millis(100));
     let data = tempfile::tempdir().expect("a temporary directory");
@@ -92,6 +97,9 @@ fn socket_activated_cold_start() {
             cmd.arg("-E").arg(format!("{key}={value}"));
         }
         cmd.arg("-E").arg("WHATSAPP_MCP_LOG=warn");
+        if let Some(url) = database {
+            cmd.arg("-E").arg(format!("DATABASE_URL={url}"));
+        }
         let mut child = KillOnDrop(
             cmd.arg(common::binary())
                 .arg("serve")
@@ -127,12 +135,19 @@ fn socket_activated_cold_start() {
             "serve did not stop cleanly: {exit:?}"
         );
     }
-    first_ever.report("serve: socket-activated first request, new archive", target);
-    again.report(
-        "serve: socket-activated first request, existing archive",
+    first_ever.report(
+        &format!("serve ({backend}): socket-activated first request, new archive"),
         target,
     );
-    report_rss("serve: idle VmRSS, empty archive", &rss, TARGET_RSS_KIB);
+    again.report(
+        &format!("serve ({backend}): socket-activated first request, existing archive"),
+        target,
+    );
+    report_rss(
+        &format!("serve ({backend}): idle VmRSS, empty archive"),
+        &rss,
+        TARGET_RSS_KIB,
+    );
 }
 
 /// 25 MB (decimal) in the KiB that /proc reports as "kB".
@@ -167,12 +182,14 @@ fn report_rss(name: &str, samples: &[u64], target_kb: u64) {
     );
 }
 
-/// A `serve` bound to its own ports, with the archive in `data`.
-fn serve(data: &Path) -> (KillOnDrop, u16, u16) {
+/// A `serve` bound to its own ports, with its data directory in `data` and the archive at
+/// `database_url`.
+fn serve(data: &Path, database_url: &str) -> (KillOnDrop, u16, u16) {
     let (bridge, mcp) = (free_port(), free_port());
     let child = Command::new(common::binary())
         .arg("serve")
         .envs(common::isolated_env(data))
+        .env("DATABASE_URL", database_url)
         .env("WHATSAPP_MCP_LOG", "warn")
         .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
         .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
@@ -223,7 +240,8 @@ fn stdio_cold_start() {
     let rounds = measure::size(30, 3);
     let init_target = full_run().then_some(Duration::from_millis(20));
     let data = tempfile::tempdir().expect("a temporary directory");
-    let (mut daemon, bridge, _) = serve(data.path());
+    let archive = format!("sqlite://{}", data.path().join("whatsapp.db").display());
+    let (mut daemon, bridge, _) = serve(data.path(), &archive);
     let standalone_data = tempfile::tempdir().expect("a temporary directory");
     // The standalone process is the only user of its archive; create it once so every round
     // measures opening it, as a desktop client's restarts do.
@@ -356,7 +374,8 @@ impl HttpSession {
     }
 }
 
-fn http_throughput() {
+/// `database`: a PostgreSQL URL, or `None` for a SQLite file in a temporary directory.
+fn http_throughput(backend: &str, database: Option<String>) {
     let clients = 64;
     let duration = Duration::from_millis(measure::size(20_000, 1_000));
     let spec = Spec {
@@ -367,8 +386,8 @@ fn http_throughput() {
     };
     let archive = Arc::new(Archive::plan(spec));
     let data = tempfile::tempdir().expect("a temporary directory");
-    // The archive is written where serve will find it (its default SQLite file).
-    let url = format!("sqlite://{}", data.path().join("whatsapp.db").display());
+    let url = database
+        .unwrap_or_else(|| format!("sqlite://{}", data.path().join("whatsapp.db").display()));
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -378,7 +397,7 @@ fn http_throughput() {
             let store = whatsapp_mcp::store::open(&url).await.expect("the store");
             archive.write_store(store.as_ref()).await.expect("written");
         });
-    let (mut daemon, _, mcp) = serve(data.path());
+    let (mut daemon, _, mcp) = serve(data.path(), &url);
 
     let stop = Arc::new(AtomicBool::new(false));
     // Every client opens its session first; the clock starts when all are ready.
@@ -424,16 +443,19 @@ fn http_throughput() {
     }
     let elapsed = started.elapsed();
     measure::report_rate(
-        &format!("HTTP: get_chat, {clients} concurrent clients"),
+        &format!("HTTP ({backend}): get_chat, {clients} concurrent clients"),
         all.len() as u64,
         elapsed,
         "call",
         None,
     );
-    all.report(&format!("HTTP: get_chat latency, {clients} clients"), None);
+    all.report(
+        &format!("HTTP ({backend}): get_chat latency, {clients} clients"),
+        None,
+    );
     if let Some(kb) = rss_kb(daemon.id()) {
         println!(
-            "HTTP: serve VmRSS after the run ({} messages archived) {:.1} MB",
+            "HTTP ({backend}): serve VmRSS after the run ({} messages archived) {:.1} MB",
             spec.messages,
             mb(kb)
         );
