@@ -42,10 +42,22 @@ fn main() {
     let sqlite = format!("sqlite://{}", dir.path().join("archive.db").display());
     runtime.block_on(run("SQLite", &sqlite, &archive, chunk, 50_000.0));
 
-    let cluster = common::pg::PgCluster::start();
+    // What ships: a server with PostgreSQL's durable defaults. Then the test suite's cluster
+    // (fsync, synchronous_commit and full_page_writes off), a setting no server should run
+    // with, for comparison only.
+    let durable = common::pg::PgCluster::start_durable();
     runtime.block_on(run(
-        "PostgreSQL",
-        &cluster.new_database(),
+        "PostgreSQL (durable: fsync, synchronous_commit, full_page_writes on)",
+        &durable.new_database(),
+        &archive,
+        chunk,
+        20_000.0,
+    ));
+    drop(durable);
+    let fast = common::pg::PgCluster::start();
+    runtime.block_on(run(
+        "PostgreSQL (fsync off: test setting, not for production)",
+        &fast.new_database(),
         &archive,
         chunk,
         20_000.0,
@@ -137,26 +149,27 @@ async fn run(backend: &str, url: &str, archive: &Archive, chunk: usize, target: 
         setup.as_secs_f64()
     );
     report_rate(
-        &format!("{backend}: history sync through Ingest::apply"),
+        &format!("{backend}: history sync through Ingest::apply, stored"),
         total,
         elapsed,
         "msg",
-        // Targets are for release builds at full size; a smoke run only checks answers.
-        full_run().then_some(target),
+        None,
     );
     if backlog_at_end > 0 {
         println!(
             "{backend}: {backlog_at_end} messages awaited the search index after the last chunk; all searchable by index {:.2} s later",
             (searchable - elapsed).as_secs_f64()
         );
-        report_rate(
-            &format!("{backend}: history sync until all indexed for search"),
-            total,
-            searchable,
-            "msg",
-            None,
-        );
     }
+    // The figure that counts: the archive is usable once every message can be found.
+    report_rate(
+        &format!("{backend}: history sync until every message is searchable"),
+        total,
+        searchable,
+        "msg",
+        // Targets are for release builds at full size; a smoke run only checks answers.
+        full_run().then_some(target),
+    );
     per_chunk.report(
         &format!("{backend}: one History event ({chunk} msg)"),
         None::<Duration>,

@@ -103,7 +103,7 @@ async fn run(backend: &str, url: &str, archive: &Archive) {
     let mut client = Client::new(endpoint.router().layer(MockConnectInfo(peer)));
     client.initialize().await;
 
-    let rounds = measure::size(500, 20);
+    let rounds = measure::size(1_000, 20);
     let search_rounds = measure::size(101, 10);
     let listing = full_run().then_some(LISTING_TARGET);
     let search = full_run().then_some(SEARCH_TARGET);

@@ -13,15 +13,15 @@ mod common;
 #[path = "support/measure.rs"]
 mod measure;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use archive::{Archive, Spec};
+use common::stdio::StdioClient;
 use common::{KillOnDrop, free_port, terminate, wait_with_timeout};
 use measure::{Samples, full_run, rss_kb};
 use serde_json::{Value, json};
@@ -33,8 +33,12 @@ fn main() {
         if full_run() { "" } else { " (smoke run)" }
     );
     let cluster = common::pg::PgCluster::start();
-    socket_activated_cold_start("SQLite", None);
-    socket_activated_cold_start("PostgreSQL", Some(&cluster.new_database()));
+    // What ships: the WhatsApp engine on. Offline it fails to connect and backs off, as it
+    // does on a machine that cannot reach WhatsApp; `none` is the archive and tools alone.
+    for engine in ["whatsapp", "none"] {
+        socket_activated_cold_start("SQLite", None, engine);
+        socket_activated_cold_start("PostgreSQL", Some(&cluster.new_database()), engine);
+    }
     stdio_cold_start();
     http_throughput("SQLite", None);
     http_throughput("PostgreSQL", Some(cluster.new_database()));
@@ -73,7 +77,8 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 /// `database`: a PostgreSQL URL, or `None` for the default SQLite file in the data directory.
-fn socket_activated_cold_start(backend: &str, database: Option<&str>) {
+/// `engine`: the `WHATSAPP_MCP_ENGINE` the service runs with.
+fn socket_activated_cold_start(backend: &str, database: Option<&str>, engine: &str) {
     let rounds = measure::size(30, 3);
     let target = full_run().then_some(Duration::from_millis(100));
     let data = tempfile::tempdir().expect("a temporary directory");
@@ -93,10 +98,12 @@ fn socket_activated_cold_start(backend: &str, database: Option<&str>) {
             .arg("-l")
             .arg(format!("127.0.0.1:{mcp}"))
             .arg("--fdname=bridge:mcp");
-        for (key, value) in common::isolated_env(data.path()) {
+        let env = common::isolated_env(data.path());
+        for (key, value) in env.iter().filter(|(key, _)| *key != "WHATSAPP_MCP_ENGINE") {
             cmd.arg("-E").arg(format!("{key}={value}"));
         }
         cmd.arg("-E").arg("WHATSAPP_MCP_LOG=warn");
+        cmd.arg("-E").arg(format!("WHATSAPP_MCP_ENGINE={engine}"));
         if let Some(url) = database {
             cmd.arg("-E").arg(format!("DATABASE_URL={url}"));
         }
@@ -136,18 +143,41 @@ fn socket_activated_cold_start(backend: &str, database: Option<&str>) {
         );
     }
     first_ever.report(
-        &format!("serve ({backend}): socket-activated first request, new archive"),
+        &format!("serve ({backend}, engine {engine}): socket-activated first request, new archive"),
         target,
     );
     again.report(
-        &format!("serve ({backend}): socket-activated first request, existing archive"),
+        &format!(
+            "serve ({backend}, engine {engine}): socket-activated first request, existing archive"
+        ),
         target,
     );
     report_rss(
-        &format!("serve ({backend}): idle VmRSS, empty archive"),
+        &format!("serve ({backend}, engine {engine}): idle VmRSS, empty archive"),
         &rss,
         TARGET_RSS_KIB,
     );
+}
+
+/// `get_chat` calls per second that 64 kept-alive clients should get through on 2 cores.
+const TARGET_CALLS_PER_SECOND: f64 = 5_000.0;
+
+/// User plus system CPU time a process has used so far, from /proc/PID/stat (in clock ticks of
+/// 1/100 s, the fixed USER_HZ Linux reports there). Includes the time spent by its threads and
+/// by children that already ended and were waited for.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name in parentheses may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the name: state is field 0, utime field 11, stime field 12 (stat(5) fields 14, 15).
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// 25 MB (decimal) in the KiB that /proc reports as "kB".
@@ -182,66 +212,12 @@ fn report_rss(name: &str, samples: &[u64], target_kb: u64) {
     );
 }
 
-/// A `serve` bound to its own ports, with its data directory in `data` and the archive at
-/// `database_url`.
-fn serve(data: &Path, database_url: &str) -> (KillOnDrop, u16, u16) {
-    let (bridge, mcp) = (free_port(), free_port());
-    let child = Command::new(common::binary())
-        .arg("serve")
-        .envs(common::isolated_env(data))
-        .env("DATABASE_URL", database_url)
-        .env("WHATSAPP_MCP_LOG", "warn")
-        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(KillOnDrop)
-        .expect("serve starts");
-    assert!(
-        common::wait_for_http(
-            &format!("http://127.0.0.1:{mcp}/health"),
-            Duration::from_secs(30)
-        ),
-        "serve never answered"
-    );
-    (child, bridge, mcp)
-}
-
-/// A JSON-RPC line conversation with a `stdio` child.
-struct Stdio2 {
-    child: KillOnDrop,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Stdio2 {
-    fn send(&mut self, message: &Value) {
-        writeln!(self.stdin, "{message}").expect("write to stdio");
-        self.stdin.flush().expect("flush stdio");
-    }
-
-    /// Reads lines until the response with `id`.
-    fn answer(&mut self, id: u64) -> Value {
-        loop {
-            let mut line = String::new();
-            let n = self.stdout.read_line(&mut line).expect("read from stdio");
-            assert!(n > 0, "stdio closed before answering request {id}");
-            let value: Value = serde_json::from_str(&line).expect("only JSON on stdout");
-            if value["id"] == json!(id) {
-                return value;
-            }
-        }
-    }
-}
-
 fn stdio_cold_start() {
     let rounds = measure::size(30, 3);
     let init_target = full_run().then_some(Duration::from_millis(20));
     let data = tempfile::tempdir().expect("a temporary directory");
     let archive = format!("sqlite://{}", data.path().join("whatsapp.db").display());
-    let (mut daemon, bridge, _) = serve(data.path(), &archive);
+    let (mut daemon, bridge, _) = common::serve_archive(data.path(), &archive);
     let standalone_data = tempfile::tempdir().expect("a temporary directory");
     // The standalone process is the only user of its archive; create it once so every round
     // measures opening it, as a desktop client's restarts do.
@@ -258,42 +234,16 @@ fn stdio_cold_start() {
         let mut rss = Vec::new();
         for _ in 0..rounds {
             let started = Instant::now();
-            let mut child = Command::new(common::binary())
-                .args(&args)
-                .envs(common::isolated_env(dir))
-                .env("WHATSAPP_MCP_LOG", "warn")
-                .env("WHATSAPP_BRIDGE_URL", format!("http://127.0.0.1:{bridge}"))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("stdio starts");
-            let stdin = child.stdin.take().expect("stdin");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut session = Stdio2 {
-                child: KillOnDrop(child),
-                stdin,
-                stdout,
-            };
-            session.send(
-                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "1"}}}),
-            );
-            let answer = session.answer(1);
+            let mut session = StdioClient::spawn(&args, dir, bridge);
+            session.initialize();
             init.push(started.elapsed());
-            assert_eq!(
-                answer["result"]["serverInfo"]["name"], "whatsapp-mcp",
-                "{answer}"
-            );
-            session.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-            session.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
-            let tools = session.answer(2);
+            session.initialized();
+            let tools = session
+                .request("tools/list", &json!({}))
+                .expect("tools/list");
             list.push(started.elapsed());
             assert!(
-                tools["result"]["tools"]
-                    .as_array()
-                    .is_some_and(|t| t.len() >= 19),
+                tools["tools"].as_array().is_some_and(|t| t.len() >= 19),
                 "{tools}"
             );
             std::thread::sleep(Duration::from_millis(measure::size(1_000, 200)));
@@ -301,8 +251,7 @@ fn stdio_cold_start() {
                 rss.push(kb);
             }
             // Closing stdin is how a desktop client ends the session.
-            drop(session.stdin);
-            let exit = wait_with_timeout(&mut session.child, Duration::from_secs(15));
+            let exit = session.close();
             assert!(exit.is_some(), "stdio {mode} did not exit on EOF");
         }
         init.report(
@@ -397,7 +346,7 @@ fn http_throughput(backend: &str, database: Option<String>) {
             let store = whatsapp_mcp::store::open(&url).await.expect("the store");
             archive.write_store(store.as_ref()).await.expect("written");
         });
-    let (mut daemon, _, mcp) = serve(data.path(), &url);
+    let (mut daemon, _, mcp) = common::serve_archive(data.path(), &url);
 
     let stop = Arc::new(AtomicBool::new(false));
     // Every client opens its session first; the clock starts when all are ready.
@@ -432,6 +381,7 @@ fn http_throughput(backend: &str, database: Option<String>) {
         })
         .collect();
     ready.wait();
+    let cpu_before = cpu_time(daemon.id());
     let started = Instant::now();
     std::thread::sleep(duration);
     stop.store(true, Ordering::Relaxed);
@@ -442,12 +392,18 @@ fn http_throughput(backend: &str, database: Option<String>) {
         all.merge(samples);
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_time(daemon.id()).saturating_sub(cpu_before);
     measure::report_rate(
         &format!("HTTP ({backend}): get_chat, {clients} concurrent clients"),
         all.len() as u64,
         elapsed,
         "call",
-        None,
+        full_run().then_some(TARGET_CALLS_PER_SECOND),
+    );
+    println!(
+        "HTTP ({backend}): serve CPU time (user + system) per call {:.1} µs over {} calls",
+        cpu.as_secs_f64() * 1e6 / all.len().max(1) as f64,
+        all.len()
     );
     all.report(
         &format!("HTTP ({backend}): get_chat latency, {clients} clients"),

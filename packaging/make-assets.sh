@@ -1,7 +1,8 @@
 #!/bin/sh
 # Generate the files the .deb ships but the repository does not hold: the man
-# page and the shell completions, both printed by the built binary itself so
-# they always match its command line.
+# pages, whatsapp-mcp(1) and whatsapp-mcp.toml(5), and the shell completions,
+# all printed by the built binary itself so they always match its command line
+# and configuration keys.
 #
 # usage: packaging/make-assets.sh [BINARY [OUTDIR]]
 # defaults: target/release/whatsapp-mcp and target/assets (paths that
@@ -21,10 +22,13 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$bin" manpage >"$tmp/whatsapp-mcp.1"
+"$bin" manpage --section 1 >"$tmp/whatsapp-mcp.1"
+"$bin" manpage --section 5 >"$tmp/whatsapp-mcp.toml.5"
 # -n leaves the name and time stamp out of the gzip header, so the same page
 # always compresses to the same bytes (reproducible packages).
-gzip -9n <"$tmp/whatsapp-mcp.1" >"$out/whatsapp-mcp.1.gz"
+for page in whatsapp-mcp.1 whatsapp-mcp.toml.5; do
+    gzip -9n <"$tmp/$page" >"$out/$page.gz"
+done
 
 for shell in bash zsh fish; do
     "$bin" completions "$shell" >"$tmp/completion.$shell"
@@ -37,4 +41,4 @@ cp "$tmp/completion.bash" "$out/whatsapp-mcp.bash"
 cp "$tmp/completion.zsh" "$out/_whatsapp-mcp"
 cp "$tmp/completion.fish" "$out/whatsapp-mcp.fish"
 
-echo "make-assets: wrote man page and completions to $out"
+echo "make-assets: wrote man pages and completions to $out"

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, loads the config, and runs one subcommand.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,22 +16,17 @@ use crate::state::{EngineStatus, LinkState, StatusHandle};
 use crate::systemd::Notifier;
 use crate::{logging, server, store};
 
-/// Exit code for a usage error, the same as clap uses for bad arguments.
-const EXIT_USAGE: u8 = 2;
-/// Exit code for an unusable configuration (sysexits' EX_CONFIG). The service unit lists it in
-/// `RestartPreventExitStatus=` so a broken config does not restart in a loop.
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code when the running service cannot be reached (sysexits' EX_UNAVAILABLE).
-const EXIT_UNREACHABLE: u8 = 69;
+pub use crate::exit::{EXIT_CODES, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "whatsapp-mcp",
     version,
+    long_version = crate::LONG_VERSION,
     about = "WhatsApp for AI assistants: an MCP server that searches, reads and sends your WhatsApp messages",
     long_about = None,
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Configuration file [default: /etc/whatsapp-mcp/config.toml, if it exists]
     #[arg(
         long,
@@ -75,16 +71,31 @@ enum Command {
         #[arg(long)]
         wipe_archive: bool,
     },
+    /// Copy the archive to a new file while the service runs (SQLite; PostgreSQL: pg_dump)
+    Backup {
+        /// The backup file to create; an existing file is not overwritten
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Keep the WhatsApp session in the copy (only with the service stopped, to move it
+        /// to another machine)
+        #[arg(long)]
+        with_session: bool,
+    },
     /// Validate the configuration and print the effective settings (secrets hidden)
     CheckConfig,
     /// Print a shell completion script
     Completions {
+        /// The shell to print it for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
+    /// Print a manual page (roff), for packaging: whatsapp-mcp(1) or whatsapp-mcp.toml(5)
     #[command(hide = true)]
-    Manpage,
+    Manpage {
+        /// The manual section: 1 for the commands, 5 for the configuration file
+        #[arg(long, default_value = "1", value_parser = ["1", "5"])]
+        section: String,
+    },
 }
 
 /// Parses the process arguments and runs the chosen command.
@@ -117,8 +128,12 @@ pub fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Manpage => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Command::Manpage { section } => {
+            let page = match section.as_str() {
+                "5" => Ok(crate::manual::config_page()),
+                _ => crate::manual::commands_page(Cli::command()),
+            };
+            match page.and_then(|page| std::io::stdout().write_all(page.as_bytes())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("whatsapp-mcp: cannot write the man page: {err}");
@@ -151,6 +166,54 @@ pub fn main() -> ExitCode {
             Ok(config) => crate::link_cli::logout(&config, wipe_archive),
             Err(code) => code,
         },
+        Command::Backup { file, with_session } => match load_config(cli.config.as_ref()) {
+            Ok(config) => backup(&config, file, with_session),
+            Err(code) => code,
+        },
+    }
+}
+
+/// `whatsapp-mcp backup FILE`: the archive. The WhatsApp session shares the archive's file by
+/// default and is taken out of the copy unless `with_session`: its Signal state moves on with
+/// every message, so a restored old copy of it could no longer decrypt what arrives. A restore
+/// then asks for a new link instead of failing quietly.
+fn backup(config: &Config, file: PathBuf, with_session: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("whatsapp-mcp: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shown = file.display().to_string();
+    let session_inside = config.session_database_url == config.database_url;
+    let copy_url = crate::config::DatabaseUrl::parse("backup", &format!("sqlite://{shown}"));
+    let made = runtime.block_on(async {
+        let summary = store::backup(&config.database_url, file).await?;
+        if session_inside && !with_session {
+            let url = copy_url.map_err(|err| store::StoreError::Other(err.to_string()))?;
+            crate::engine::whatsapp::wipe::wipe_session(&url).await?;
+        }
+        Ok::<_, store::StoreError>(summary)
+    });
+    match made {
+        Ok(summary) => {
+            println!(
+                "backed up {} messages ({:.1} MB) to {shown}{}",
+                summary.messages,
+                summary.bytes as f64 / 1e6,
+                if session_inside && with_session {
+                    ", with the WhatsApp session"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("whatsapp-mcp backup: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -220,17 +283,20 @@ async fn serve_async(config: Config) -> ExitCode {
     let exposure = listeners
         .local_addrs()
         .map_err(|err| err.to_string())
-        .and_then(|(bridge, mcp)| {
-            config
-                .check_exposure("bridge socket", bridge)
-                .and_then(|()| config.check_exposure("MCP socket", mcp))
-                .map_err(|err| err.to_string())
+        .and_then(|addrs| {
+            addrs.into_iter().try_for_each(|(role, addr)| {
+                config
+                    .check_exposure(role, addr)
+                    .map_err(|err| err.to_string())
+            })
         });
     if let Err(err) = exposure {
         tracing::error!(error = %err, "refusing to start");
         return ExitCode::from(EXIT_CONFIG);
     }
     notifier.status("opening the archive");
+    // Migrations or the first open of a large archive may outlast TimeoutStartSec=.
+    let extending = notifier.extend_start_while_busy();
     let store = match store::open(&config.database_url).await {
         Ok(store) => store,
         Err(err) => {
@@ -253,6 +319,7 @@ async fn serve_async(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    drop(extending);
     let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
     let served = server::run(ctx, listeners, notifier, shutdown).await;
     // The WhatsApp connection flushes its session state before the process exits.
@@ -352,3 +419,6 @@ fn render_status(url: &str, report: &StatusReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod manual_tests;

@@ -13,6 +13,171 @@ use serde::{Deserialize, Serialize};
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/whatsapp-mcp/config.toml";
 
+/// One key of the configuration file: the variables that override it, its type, its default
+/// and what it does. [`SETTINGS`] lists them all for the manuals (`whatsapp-mcp manpage`); a
+/// unit test holds it to the keys the file parser accepts and the variables the loader reads.
+#[derive(Debug)]
+pub struct Setting {
+    /// `section.key` in the file.
+    pub key: &'static str,
+    /// Environment variables that take precedence, the last one winning.
+    pub env: &'static [&'static str],
+    pub kind: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every key of the configuration file, in file order.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "bridge.listen",
+        env: &["WHATSAPP_MCP_BRIDGE_LISTEN"],
+        kind: "address",
+        default: "127.0.0.1:8080",
+        doc: "Address of the bridge (HTTP API, status page, QR page) when the daemon binds its own \
+              sockets; under socket activation whatsapp-mcp.socket decides.",
+    },
+    Setting {
+        key: "bridge.url",
+        env: &["WHATSAPP_BRIDGE_URL"],
+        kind: "http:// or https:// URL",
+        default: "http://localhost:PORT, PORT from bridge.listen",
+        doc: "Where the stdio, status, qr, pair and logout commands find the running daemon.",
+    },
+    Setting {
+        key: "mcp.listen",
+        env: &["WHATSAPP_MCP_LISTEN", "MCP_PORT", "PORT"],
+        kind: "address",
+        default: "127.0.0.1:3000",
+        doc: "Address of the MCP endpoint (/mcp, /sse, /messages) when the daemon binds its own \
+              sockets. MCP_PORT and then PORT replace the port alone.",
+    },
+    Setting {
+        key: "mcp.transport",
+        env: &["MCP_TRANSPORT"],
+        kind: "\"stdio\" or \"sse\"",
+        default: "sse",
+        doc: "What a bare whatsapp-mcp invocation serves when MCP_TRANSPORT is set: MCP on \
+              stdin/stdout, or the daemon (which always serves both HTTP transports).",
+    },
+    Setting {
+        key: "mcp.read_only",
+        env: &["WHATSAPP_MCP_READ_ONLY"],
+        kind: "boolean",
+        default: "false",
+        doc: "When true, the tools that send anything are not offered.",
+    },
+    Setting {
+        key: "mcp.allowed_recipients",
+        env: &["WHATSAPP_MCP_ALLOWED_RECIPIENTS"],
+        kind: "list of strings (comma-separated in the variable)",
+        default: "[] (anyone)",
+        doc: "If not empty, messages may only be sent to these phone numbers (international \
+              format) or chat JIDs.",
+    },
+    Setting {
+        key: "mcp.allowed_origins",
+        env: &["WHATSAPP_MCP_ALLOWED_ORIGINS"],
+        kind: "list of strings (comma-separated in the variable)",
+        default: "[]",
+        doc: "Extra Origin header values accepted on MCP HTTP requests from browsers; other \
+              origins than the server's own are refused.",
+    },
+    Setting {
+        key: "auth.token_file",
+        env: &["WHATSAPP_MCP_TOKEN_FILE"],
+        kind: "path",
+        default: "$CREDENTIALS_DIRECTORY/token, when present",
+        doc: "File holding the bearer token that requests from other machines must carry \
+              (Authorization: Bearer TOKEN); at least 16 printable characters.",
+    },
+    Setting {
+        key: "auth.token",
+        env: &["WHATSAPP_MCP_TOKEN"],
+        kind: "string",
+        default: "none",
+        doc: "The token itself. Avoid it in the file, which is world-readable; the variable wins \
+              over auth.token_file.",
+    },
+    Setting {
+        key: "storage.database_url",
+        env: &["DATABASE_URL"],
+        kind: "sqlite:///PATH or postgres://USER@HOST/DB",
+        default: "sqlite://DATA_DIR/whatsapp.db",
+        doc: "The message archive.",
+    },
+    Setting {
+        key: "storage.session_database_url",
+        env: &["WHATSAPP_SESSION_DATABASE_URL"],
+        kind: "sqlite:///PATH or postgres://USER@HOST/DB",
+        default: "storage.database_url",
+        doc: "The WhatsApp session (device keys).",
+    },
+    Setting {
+        key: "paths.data_dir",
+        env: &["WHATSAPP_MCP_DATA_DIR"],
+        kind: "absolute path",
+        default: "$STATE_DIRECTORY, else /var/lib/whatsapp-mcp for root, else \
+                  $XDG_STATE_HOME/whatsapp-mcp or ~/.local/state/whatsapp-mcp",
+        doc: "State directory (DATA_DIR above).",
+    },
+    Setting {
+        key: "paths.media_dir",
+        env: &["WHATSAPP_MCP_MEDIA_DIR"],
+        kind: "absolute path",
+        default: "DATA_DIR/media",
+        doc: "Downloaded media is written here and nowhere else.",
+    },
+    Setting {
+        key: "paths.outbox_dir",
+        env: &["WHATSAPP_MCP_OUTBOX_DIR"],
+        kind: "absolute path",
+        default: "DATA_DIR/outbox",
+        doc: "send_file and send_audio_message read files from here only.",
+    },
+    Setting {
+        key: "log.level",
+        env: &["WHATSAPP_MCP_LOG"],
+        kind: "level or filter",
+        default: "info",
+        doc: "A level or a filter such as info,whatsapp_mcp=debug (ASCII; by target or span \
+              name, not span fields).",
+    },
+    Setting {
+        key: "log.target",
+        env: &["WHATSAPP_MCP_LOG_TARGET"],
+        kind: "\"auto\", \"journald\" or \"stderr\"",
+        default: "auto",
+        doc: "Where logs go; auto picks the journal when stderr is connected to it.",
+    },
+];
+
+/// Variables the loader reads for defaults rather than to override a key.
+pub const DEFAULT_SOURCES: &[(&str, &str)] = &[
+    (
+        "CREDENTIALS_DIRECTORY",
+        "Set by systemd (LoadCredential=): its file token is the bearer token when no other is \
+         configured.",
+    ),
+    (
+        "STATE_DIRECTORY",
+        "Set by systemd (StateDirectory=): the first directory is the default paths.data_dir.",
+    ),
+    (
+        "XDG_STATE_HOME",
+        "For users other than root, the default paths.data_dir is whatsapp-mcp inside it.",
+    ),
+    (
+        "HOME",
+        "Without XDG_STATE_HOME, the default paths.data_dir is ~/.local/state/whatsapp-mcp; \
+         /root counts as root.",
+    ),
+    (
+        "USER",
+        "When it is root, the default paths.data_dir is /var/lib/whatsapp-mcp.",
+    ),
+];
+
 /// Shortest bearer token accepted; anything shorter is guessable.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -868,6 +1033,55 @@ mod tests {
         assert_eq!(
             load("", &[("WHATSAPP_MCP_LOG", level)]).unwrap().log_level,
             level
+        );
+    }
+
+    /// The fields a section accepts, as the parser lists them when it refuses an unknown one.
+    fn accepted_fields(section: Option<&str>) -> Vec<String> {
+        let text = match section {
+            Some(section) => format!("[{section}]\nno_such_key = 1\n"),
+            None => "no_such_key = 1\n".to_owned(),
+        };
+        let err = load(&text, &[]).map(drop).unwrap_err().to_string();
+        let expected = err.split_once("expected").expect("a list of fields").1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn settings_table_has_every_file_key_and_every_variable_the_loader_reads() {
+        let mut keys = Vec::new();
+        for section in accepted_fields(None) {
+            for field in accepted_fields(Some(&section)) {
+                keys.push(format!("{section}.{field}"));
+            }
+        }
+        let mut table: Vec<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        keys.sort();
+        table.sort();
+        assert!(keys.len() > 10, "{keys:?}");
+        assert_eq!(keys, table, "file keys against SETTINGS");
+
+        // With nothing set, the loader asks for every variable it knows.
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let record = |name: &str| {
+            asked.borrow_mut().insert(name.to_owned());
+            None
+        };
+        Config::from_toml("", Path::new("/test/config.toml"), &record).unwrap();
+        let mut known: std::collections::BTreeSet<String> = SETTINGS
+            .iter()
+            .flat_map(|s| s.env.iter().map(|v| (*v).to_owned()))
+            .collect();
+        known.extend(DEFAULT_SOURCES.iter().map(|(v, _)| (*v).to_owned()));
+        assert_eq!(
+            asked.into_inner(),
+            known,
+            "variables read against the tables"
         );
     }
 

@@ -1,5 +1,5 @@
 //! The accept loop of both HTTP ports: HTTP/1.1 connections with time limits on how long a
-//! client may take to send its request, and a graceful stop.
+//! client may take to send its request, Nagle's algorithm off, and a graceful stop.
 //!
 //! axum's own `serve` gives hyper no timer, so hyper's header timeout never fires there: a
 //! client that trickles its headers a byte at a time, or never finishes them, or never finishes
@@ -63,6 +63,7 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, stop: impl Future<
             },
             () = &mut stop => break,
         };
+        no_delay(&stream, peer);
         let service = TowerToHyperService::new(app.clone().map_request(
             move |request: axum::http::Request<Incoming>| {
                 let mut request = request.map(|body| with_deadline(body, BODY_READ_TIMEOUT));
@@ -80,6 +81,19 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, stop: impl Future<
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Turns Nagle's algorithm off on an accepted connection.
+///
+/// An MCP answer over Streamable HTTP leaves in more than one write (rmcp's SSE priming event,
+/// then the result). With Nagle on, the second small write waits until the client acknowledges
+/// the first, and clients delay that acknowledgement by up to 40 ms on Linux: every tool call
+/// on a kept-alive connection would take at least that long. Set here, on each accepted
+/// connection, so it holds whether systemd passed the listener or the service bound it.
+fn no_delay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "cannot turn Nagle's algorithm off");
+    }
 }
 
 /// A request body that fails with [`BodyTimedOut`] if it is not complete by `limit` from now.

@@ -13,12 +13,8 @@ use qrcode::render::unicode::Dense1x2;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::exit::{EXIT_INTERRUPTED, EXIT_UNREACHABLE};
 
-/// Exit code when the service cannot be reached or cannot link at all (sysexits' EX_UNAVAILABLE),
-/// the same as `status`.
-const EXIT_UNREACHABLE: u8 = 69;
-/// Exit code after Ctrl-C, as shells report a process ended by SIGINT.
-const EXIT_INTERRUPTED: u8 = 130;
 /// How often the link state is polled while waiting for the phone.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long to wait for the first code before giving up: linking needs WhatsApp's servers.

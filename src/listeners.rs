@@ -1,7 +1,10 @@
-//! The two listening sockets: taken from systemd socket activation, or bound from the config.
+//! The listening sockets of both ports: taken from systemd socket activation, or bound from
+//! the config.
 //!
-//! systemd names its sockets with `FileDescriptorName=`; we look for `bridge` and `mcp` and fall
-//! back to position (first bridge, second mcp) when the names say nothing.
+//! systemd names its sockets with `FileDescriptorName=`; every socket named `bridge` serves the
+//! bridge and every one named `mcp` the MCP endpoint, so a socket unit with several
+//! `ListenStream=` lines (say IPv4 and IPv6) has each of its addresses served. Two sockets
+//! whose names say nothing are taken by position: first the bridge, then MCP.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -20,13 +23,22 @@ pub enum ListenError {
     Activation(String),
 }
 
-/// Both listening sockets, ready to hand to [`crate::server::run`].
+/// The listening sockets of both ports, ready to hand to [`crate::server::run`].
 #[derive(Debug)]
 pub struct Listeners {
-    pub bridge: TcpListener,
-    pub mcp: TcpListener,
+    /// At least one.
+    pub bridge: Vec<TcpListener>,
+    /// At least one.
+    pub mcp: Vec<TcpListener>,
     /// True when systemd (or `systemd-socket-activate`) supplied the sockets.
     pub activated: bool,
+}
+
+/// What each passed descriptor is for, by position.
+#[derive(Debug, PartialEq, Eq)]
+struct Roles {
+    bridge: Vec<usize>,
+    mcp: Vec<usize>,
 }
 
 impl Listeners {
@@ -39,7 +51,7 @@ impl Listeners {
             return Self::bind(config);
         }
         let names: Vec<&str> = names.split(':').collect();
-        let (bridge_idx, mcp_idx) = pick_indices(&names, fds.len())?;
+        let roles = assign_roles(&names, fds.len())?;
         let mut take = |idx: usize, role: &str| -> Result<TcpListener, ListenError> {
             fds.take_tcp_listener(idx)
                 .map_err(|err| {
@@ -54,9 +66,19 @@ impl Listeners {
                     ))
                 })
         };
+        let bridge = roles
+            .bridge
+            .iter()
+            .map(|&idx| take(idx, "bridge"))
+            .collect::<Result<_, _>>()?;
+        let mcp = roles
+            .mcp
+            .iter()
+            .map(|&idx| take(idx, "MCP endpoint"))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            bridge: take(bridge_idx, "bridge")?,
-            mcp: take(mcp_idx, "MCP endpoint")?,
+            bridge,
+            mcp,
             activated: true,
         })
     }
@@ -67,52 +89,116 @@ impl Listeners {
             TcpListener::bind(addr).map_err(|source| ListenError::Bind { role, addr, source })
         };
         Ok(Self {
-            bridge: bind("bridge", config.bridge_listen)?,
-            mcp: bind("MCP endpoint", config.mcp_listen)?,
+            bridge: vec![bind("bridge", config.bridge_listen)?],
+            mcp: vec![bind("MCP endpoint", config.mcp_listen)?],
             activated: false,
         })
     }
 
-    /// The addresses actually held, which systemd may have chosen differently from the config.
-    pub fn local_addrs(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
-        Ok((self.bridge.local_addr()?, self.mcp.local_addr()?))
+    /// Every address held, with its role; systemd may have chosen them differently from the
+    /// config.
+    pub fn local_addrs(&self) -> std::io::Result<Vec<(&'static str, SocketAddr)>> {
+        let bridge = self
+            .bridge
+            .iter()
+            .map(|l| Ok(("bridge socket", l.local_addr()?)));
+        let mcp = self.mcp.iter().map(|l| Ok(("MCP socket", l.local_addr()?)));
+        bridge.chain(mcp).collect()
     }
 }
 
-/// Chooses which passed descriptor serves which role.
-fn pick_indices(names: &[&str], count: usize) -> Result<(usize, usize), ListenError> {
-    let position = |wanted: &str| names.iter().position(|name| *name == wanted);
-    match (position("bridge"), position("mcp")) {
-        (Some(bridge), Some(mcp)) if bridge < count && mcp < count => Ok((bridge, mcp)),
-        _ if count >= 2 => Ok((0, 1)),
-        _ => Err(ListenError::Activation(format!(
+/// Chooses which passed descriptors serve which role.
+fn assign_roles(names: &[&str], count: usize) -> Result<Roles, ListenError> {
+    let named = |wanted: &str| -> Vec<usize> {
+        (0..count)
+            .filter(|&idx| names.get(idx) == Some(&wanted))
+            .collect()
+    };
+    let (bridge, mcp) = (named("bridge"), named("mcp"));
+    if !bridge.is_empty() && !mcp.is_empty() {
+        for (idx, name) in names.iter().enumerate().take(count) {
+            if !matches!(*name, "bridge" | "mcp") {
+                tracing::warn!(
+                    fd = idx + 3,
+                    name,
+                    "ignoring a passed socket that is neither `bridge` nor `mcp`"
+                );
+            }
+        }
+        return Ok(Roles { bridge, mcp });
+    }
+    match count {
+        2 => Ok(Roles {
+            bridge: vec![0],
+            mcp: vec![1],
+        }),
+        0 | 1 => Err(ListenError::Activation(format!(
             "{count} socket(s) but two are needed (the bridge, e.g. port 8080, and MCP, e.g. port 3000)"
+        ))),
+        _ => Err(ListenError::Activation(format!(
+            "{count} sockets, but not named for their roles: give them FileDescriptorName=bridge \
+             and FileDescriptorName=mcp"
         ))),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::pick_indices;
+    use super::{Roles, assign_roles};
+
+    fn roles(bridge: &[usize], mcp: &[usize]) -> Roles {
+        Roles {
+            bridge: bridge.to_vec(),
+            mcp: mcp.to_vec(),
+        }
+    }
 
     #[test]
     fn names_win_over_position() {
-        assert_eq!(pick_indices(&["mcp", "bridge"], 2).unwrap(), (1, 0));
-        assert_eq!(pick_indices(&["bridge", "mcp"], 2).unwrap(), (0, 1));
+        assert_eq!(
+            assign_roles(&["mcp", "bridge"], 2).unwrap(),
+            roles(&[1], &[0])
+        );
+        assert_eq!(
+            assign_roles(&["bridge", "mcp"], 2).unwrap(),
+            roles(&[0], &[1])
+        );
+    }
+
+    #[test]
+    fn every_socket_of_a_name_is_served() {
+        // One socket unit with two ListenStream= lines per port: two fds with one name each.
+        assert_eq!(
+            assign_roles(&["bridge", "bridge", "mcp", "mcp"], 4).unwrap(),
+            roles(&[0, 1], &[2, 3])
+        );
+        assert_eq!(
+            assign_roles(&["mcp", "bridge", "mcp"], 3).unwrap(),
+            roles(&[1], &[0, 2])
+        );
     }
 
     #[test]
     fn unnamed_sockets_are_taken_in_order() {
-        assert_eq!(pick_indices(&[""], 2).unwrap(), (0, 1));
+        assert_eq!(assign_roles(&[""], 2).unwrap(), roles(&[0], &[1]));
         assert_eq!(
-            pick_indices(&["whatsapp-mcp", "whatsapp-mcp"], 2).unwrap(),
-            (0, 1)
+            assign_roles(&["whatsapp-mcp", "whatsapp-mcp"], 2).unwrap(),
+            roles(&[0], &[1])
+        );
+    }
+
+    #[test]
+    fn unnamed_sockets_beyond_two_are_refused() {
+        let err = assign_roles(&["a", "a", "a"], 3).unwrap_err();
+        assert!(
+            err.to_string().contains("FileDescriptorName=bridge"),
+            "{err}"
         );
     }
 
     #[test]
     fn one_socket_is_not_enough() {
-        let err = pick_indices(&["bridge"], 1).unwrap_err();
+        let err = assign_roles(&["bridge"], 1).unwrap_err();
         assert!(err.to_string().contains("two are needed"), "{err}");
     }
 }

@@ -6,6 +6,11 @@
 //! same tracing pipeline, but first drops every record that could hold a linking secret: all of
 //! the pairing-code targets, and any line containing a QR or pairing code the engine has
 //! registered with [`register_secret`] (the library prints the pairing code at info level).
+//!
+//! The library also reports each failed connection attempt at error level. The engine's
+//! supervisor already says one warning per attempt, so the library's line is kept at debug and
+//! its reason handed to that warning through [`take_connect_failure`]: one journal entry per
+//! attempt, at the priority an expected, retried failure deserves.
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Mutex, OnceLock};
@@ -200,12 +205,58 @@ impl log::Log for SecretFilter {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if Self::admits(record) {
-            let _ = tracing_log::format_trace(record);
+        if !Self::admits(record) {
+            return;
         }
+        if let Some(reason) = connect_failure(record) {
+            *last_connect_failure()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+            let demoted = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            let _ = tracing_log::format_trace(&demoted);
+            return;
+        }
+        let _ = tracing_log::format_trace(record);
     }
 
     fn flush(&self) {}
+}
+
+/// The reason in whatsapp-rust's "Failed to connect: REASON. Will retry..." line, if `record`
+/// is that line.
+fn connect_failure(record: &log::Record<'_>) -> Option<String> {
+    if record.level() != log::Level::Error || !record.target().starts_with("whatsapp_rust::") {
+        return None;
+    }
+    let text = record.args().to_string();
+    let reason = text.strip_prefix("Failed to connect: ")?;
+    Some(
+        reason
+            .strip_suffix(". Will retry...")
+            .unwrap_or(reason)
+            .to_owned(),
+    )
+}
+
+fn last_connect_failure() -> &'static Mutex<Option<String>> {
+    static LAST: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+    LAST.get_or_init(|| Mutex::new(None))
+}
+
+/// Why whatsapp-rust's last connection attempt failed, as it said so, once: the supervisor
+/// takes it for its own warning about that attempt.
+pub fn take_connect_failure() -> Option<String> {
+    last_connect_failure()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// Routes `log` records (whatsapp-rust's) through [`SecretFilter`] into tracing, at most as
@@ -254,8 +305,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pairing_codes_and_qr_codes_never_reach_the_log() {
+    /// What `emit` logs through the `log` bridge, as a subscriber that lets everything through
+    /// writes it.
+    fn through_log_bridge(emit: impl FnOnce()) -> String {
         install_log_bridge(Some(tracing_subscriber::filter::LevelFilter::TRACE));
         let capture = Capture::default();
         let subscriber = tracing_subscriber::fmt()
@@ -263,9 +315,16 @@ mod tests {
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = capture.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn pairing_codes_and_qr_codes_never_reach_the_log() {
         let pair_code = "K7QX2M9P";
         let qr = "2@AbCdEfGhIjKl,NoiseKeyBase64=,IdentityKeyBase64=,AdvSecretBase64=";
-        tracing::subscriber::with_default(subscriber, || {
+        let text = through_log_bridge(|| {
             // What whatsapp-rust 0.7 itself prints while linking with a code.
             log::info!(target: "Bot/PairCode", "Pair code generated: {pair_code}");
             log::info!(target: "Client/PairCode", "Stage 1 complete, waiting for phone confirmation. Code: {pair_code}");
@@ -279,7 +338,6 @@ mod tests {
             log::info!(target: "whatsapp_rust::client", "Will attempt to reconnect");
             log::error!(target: "Client/AppState", "app state sync failed");
         });
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains(pair_code), "pairing code leaked:\n{text}");
         assert!(!text.contains("AdvSecret"), "QR code leaked:\n{text}");
         assert!(!text.contains("Pair code generated"), "{text}");
@@ -309,6 +367,33 @@ mod tests {
         assert!(!text.contains("dinner at eight"), "{text}");
         assert!(text.contains("service initialized"), "{text}");
         assert!(text.contains("watchdog enabled"), "{text}");
+    }
+
+    #[test]
+    fn the_library_connect_failure_is_folded_into_our_warning() {
+        let text = through_log_bridge(|| {
+            // What whatsapp-rust 0.7 prints for each failed attempt (client/lifecycle.rs).
+            log::error!(
+                target: "whatsapp_rust::client::lifecycle",
+                "Failed to connect: failed to resolve app version. Will retry..."
+            );
+            log::error!(target: "whatsapp_rust::client::lifecycle", "Client lifecycle scope closure panicked");
+        });
+        let line = text
+            .lines()
+            .find(|line| line.contains("Failed to connect"))
+            .unwrap_or_else(|| panic!("the line is kept, at debug:\n{text}"));
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(
+            text.lines()
+                .any(|line| line.contains("ERROR") && line.contains("panicked")),
+            "other errors keep their level:\n{text}"
+        );
+        assert_eq!(
+            take_connect_failure().as_deref(),
+            Some("failed to resolve app version")
+        );
+        assert_eq!(take_connect_failure(), None, "taken once");
     }
 
     #[test]

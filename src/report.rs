@@ -65,6 +65,12 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     pub started_at: String,
     pub version: String,
+    /// Where the corresponding source is published ([`crate::SOURCE_URL`]).
+    #[serde(default)]
+    pub source: String,
+    /// The license of the running program as distributed ([`crate::DISTRIBUTED_LICENSE`]).
+    #[serde(default)]
+    pub license: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,6 +194,8 @@ pub async fn build(ctx: &AppContext) -> StatusReport {
         uptime_seconds: ctx.started.elapsed().as_secs(),
         started_at: iso(ctx.started_at),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        source: crate::SOURCE_URL.to_owned(),
+        license: crate::DISTRIBUTED_LICENSE.to_owned(),
     }
 }
 

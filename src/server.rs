@@ -38,9 +38,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let bridge = into_tokio(listeners.bridge)?;
-    let mcp_listener = into_tokio(listeners.mcp)?;
-    let bridge_addr = bridge.local_addr()?;
-    let mcp_addr = mcp_listener.local_addr()?;
+    let mcp_listeners = into_tokio(listeners.mcp)?;
+    let addrs = |listeners: &[tokio::net::TcpListener]| -> std::io::Result<Vec<_>> {
+        listeners
+            .iter()
+            .map(tokio::net::TcpListener::local_addr)
+            .collect()
+    };
+    let (bridge_addrs, mcp_addrs) = (addrs(&bridge)?, addrs(&mcp_listeners)?);
 
     let policy = AccessPolicy::new(ctx.config.token.clone());
     // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
@@ -52,12 +57,16 @@ pub async fn run(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let bridge_task = tokio::spawn(connections::serve(
-        bridge,
-        bridge_app,
-        stopped(stop_rx.clone()),
-    ));
-    let mcp_task = tokio::spawn(connections::serve(mcp_listener, mcp_app, stopped(stop_rx)));
+    let mut servers = Vec::new();
+    for (listeners, app) in [(bridge, bridge_app), (mcp_listeners, mcp_app)] {
+        for listener in listeners {
+            servers.push(tokio::spawn(connections::serve(
+                listener,
+                app.clone(),
+                stopped(stop_rx.clone()),
+            )));
+        }
+    }
 
     // Subscribe before the first report, so a state change that lands while it is being built
     // still wakes the mirror below instead of being counted as already seen.
@@ -66,8 +75,8 @@ pub async fn run(
     let first_line = report::status_line(&first_report);
     notifier.ready(&first_line);
     tracing::info!(
-        %bridge_addr,
-        %mcp_addr,
+        bridge = ?bridge_addrs,
+        mcp = ?mcp_addrs,
         activated = listeners.activated,
         backend = ctx.store.kind().as_str(),
         "whatsapp-mcp {} ready",
@@ -94,9 +103,9 @@ pub async fn run(
     mcp_endpoint.shutdown();
 
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let (bridge_result, mcp_result) = tokio::join!(bridge_task, mcp_task);
-        bridge_result.context("bridge server task")?;
-        mcp_result.context("MCP server task")?;
+        for server in servers {
+            server.await.context("HTTP server task")?;
+        }
         anyhow::Ok(())
     })
     .await;
@@ -108,11 +117,18 @@ pub async fn run(
     Ok(())
 }
 
-fn into_tokio(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
-    listener
-        .set_nonblocking(true)
-        .context("making a listener non-blocking")?;
-    tokio::net::TcpListener::from_std(listener).context("registering a listener with tokio")
+fn into_tokio(
+    listeners: Vec<std::net::TcpListener>,
+) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    listeners
+        .into_iter()
+        .map(|listener| {
+            listener
+                .set_nonblocking(true)
+                .context("making a listener non-blocking")?;
+            tokio::net::TcpListener::from_std(listener).context("registering a listener with tokio")
+        })
+        .collect()
 }
 
 /// Keeps systemd's `STATUS=` line in step with the link state and the archive size.

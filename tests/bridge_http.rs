@@ -131,6 +131,8 @@ async fn api_status_keeps_the_original_fields_and_adds_ours() {
         "/account",
         "/uptime_seconds",
         "/version",
+        "/source",
+        "/license",
     ] {
         assert!(status.pointer(path).is_some(), "missing {path} in {status}");
     }
@@ -139,6 +141,8 @@ async fn api_status_keeps_the_original_fields_and_adds_ours() {
     assert_eq!(status["state"], "engine_off");
     assert_eq!(status["authentication"]["has_qr_code"], false);
     assert!(chrono::DateTime::parse_from_rfc3339(status["last_check"].as_str().unwrap()).is_ok());
+    assert_eq!(status["source"], env!("CARGO_PKG_REPOSITORY"));
+    assert_eq!(status["license"], "AGPL-3.0-only");
 }
 
 #[tokio::test]
@@ -203,6 +207,8 @@ async fn linked_accounts_are_reported_everywhere() {
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert!(dashboard.contains("class=\"badge good\""), "{dashboard}");
     assert!(dashboard.contains("http-equiv=\"refresh\""));
+    let source_link = format!("<a href=\"{}\"", env!("CARGO_PKG_REPOSITORY"));
+    assert!(dashboard.contains(&source_link), "{dashboard}");
     // Names come from other people: they are escaped, never markup.
     assert!(dashboard.contains("Ada &lt;script&gt;"), "{dashboard}");
     assert!(!dashboard.contains("<script"));

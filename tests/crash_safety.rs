@@ -1,7 +1,8 @@
 //! `kill -9` in the middle of a 100 000-message history sync, then a restart, on SQLite and on
 //! PostgreSQL: every chunk the fake engine acknowledged to "WhatsApp" is in the archive, the
 //! store opens cleanly, and the resumed sync re-sends only what was never acknowledged and
-//! completes without duplicates.
+//! completes without duplicates. And `whatsapp-mcp backup` during such a sync: the copy is
+//! sound and holds every message acknowledged before it began.
 #![cfg(feature = "fake-engine")]
 
 mod common;
@@ -272,4 +273,75 @@ fn postgres_survives_kill_9_during_history_sync() {
         _cluster: cluster,
     };
     killed_mid_sync_then_resumed(&archive, data.path());
+}
+
+#[test]
+fn sqlite_backup_during_history_sync_holds_every_acknowledged_message() {
+    let data = tempfile::tempdir().unwrap();
+    let archive = Archive::Sqlite(data.path().join("whatsapp.db"));
+    let ack_log = data.path().join("whatsapp-acks.log");
+    let started = Instant::now();
+    let mut service = serve(data.path(), &archive, &ack_log, free_port());
+    while acknowledged(&ack_log).0.len() < 20 {
+        assert!(
+            started.elapsed() < SYNC_TIMEOUT,
+            "the sync did not get going"
+        );
+        assert!(service.try_wait().unwrap().is_none(), "the service exited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (acked, _) = acknowledged(&ack_log);
+    let copy = data.path().join("backup.db");
+    let backup = || {
+        Command::new(common::binary())
+            .arg("backup")
+            .arg(&copy)
+            .envs(common::isolated_env(data.path()))
+            .env("DATABASE_URL", archive.url())
+            .output()
+            .unwrap()
+    };
+    let out = backup();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let still_syncing = acknowledged(&ack_log).0.len() < MESSAGES / CHUNK;
+    // A second backup to the same name is refused, and leaves the first alone.
+    let again = backup();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    terminate(service.id());
+    let exit = wait_with_timeout(&mut service, Duration::from_secs(30)).expect("exits");
+    assert!(exit.success(), "{exit:?}");
+
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the copy holds private messages");
+    let (stored, rows) = Archive::Sqlite(copy).inspect();
+    let missing = acked
+        .values()
+        .flat_map(|&(first, count)| first..first + count)
+        .map(message_key)
+        .filter(|key| !stored.contains(key))
+        .count();
+    assert_eq!(
+        missing, 0,
+        "acknowledged before the backup, missing from it"
+    );
+    assert!(
+        printed.contains(&format!("backed up {rows} messages")),
+        "{printed}"
+    );
+    eprintln!(
+        "backup during the sync: {} chunks acknowledged before it, {rows} messages in the copy, \
+         sync still running afterwards: {still_syncing}",
+        acked.len()
+    );
 }

@@ -1,56 +1,16 @@
 //! The real binary under `systemd-socket-activate`, talking sd_notify to a socket the test holds.
 
 mod common;
+mod wire;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{NotifySocket, free_port, get, terminate, wait_with_timeout};
+use serde_json::json;
 
-/// Starts the binary behind `systemd-socket-activate` with the given `-l` ports and fd names.
-fn activate(
-    ports: &[u16],
-    fdnames: &str,
-    notify: &NotifySocket,
-    data_dir: &std::path::Path,
-    watchdog_usec: u64,
-) -> common::KillOnDrop {
-    let mut cmd = Command::new("systemd-socket-activate");
-    for port in ports {
-        cmd.arg("-l").arg(format!("127.0.0.1:{port}"));
-    }
-    if !fdnames.is_empty() {
-        cmd.arg(format!("--fdname={fdnames}"));
-    }
-    // systemd-socket-activate passes only a few variables of its own environment on (PATH,
-    // HOME, ...), so the notify socket and the test's isolation are handed over with -E, as
-    // systemd itself sets a service's environment.
-    cmd.arg("-E")
-        .arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
-    for (key, value) in common::isolated_env(data_dir) {
-        cmd.arg("-E").arg(format!("{key}={value}"));
-    }
-    if watchdog_usec > 0 {
-        cmd.arg("-E").arg(format!("WATCHDOG_USEC={watchdog_usec}"));
-    }
-    // WATCHDOG_PID must be the service's own pid; `exec` keeps the shell's pid for the binary.
-    cmd.arg("sh")
-        .arg("-c")
-        .arg(format!(
-            "export WATCHDOG_PID=$$; exec {} serve",
-            common::binary()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let child = cmd
-        .spawn()
-        .map(common::KillOnDrop)
-        .expect("systemd-socket-activate is installed (package systemd)");
-    // The first connection makes systemd-socket-activate start the service, like systemd does.
-    common::wait_for_listener(ports[0], Duration::from_secs(10));
-    child
-}
+use common::{
+    NotifySocket, free_port, get, socket_activate as activate, terminate, wait_with_timeout,
+};
 
 #[test]
 fn named_sockets_readiness_status_watchdog_and_clean_stop() {
@@ -164,4 +124,69 @@ fn a_single_passed_socket_is_refused_clearly() {
     assert!(stderr.contains("two are needed"), "{stderr}");
     let seen = notify.collect_until(Duration::from_millis(200), |_| false);
     assert!(!seen.iter().any(|l| l == "READY=1"), "{seen:?}");
+}
+
+#[test]
+fn every_socket_of_a_name_is_served() {
+    // A socket unit with two ListenStream= lines hands over two descriptors with one name.
+    let data = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::new();
+    let (bridge_a, bridge_b, mcp_a, mcp_b) = (free_port(), free_port(), free_port(), free_port());
+    let mut child = activate(
+        &[bridge_a, mcp_a, bridge_b, mcp_b],
+        "bridge:mcp:bridge:mcp",
+        &notify,
+        data.path(),
+        0,
+    );
+    for bridge in [bridge_a, bridge_b] {
+        let (status, body) = get(&format!("http://127.0.0.1:{bridge}/api/status"));
+        assert_eq!(status, 200, "bridge port {bridge}: {body}");
+    }
+    for mcp in [mcp_a, mcp_b] {
+        let mut client = wire::Streamable::open(&format!("http://127.0.0.1:{mcp}/mcp"))
+            .unwrap_or_else(|err| panic!("MCP port {mcp}: {err}"));
+        let result = client.call("get_sync_status", &json!({})).unwrap();
+        assert_ne!(result["isError"], json!(true), "{result}");
+        // The MCP ports answer MCP paths, not bridge ones.
+        let (status, _) = get(&format!("http://127.0.0.1:{mcp}/api/status"));
+        assert_eq!(status, 404);
+    }
+    terminate(child.id());
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exits");
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// A service manager that stops reading its notify socket: the queue fills (the watchdog pings
+/// every 10 ms here) and every further send would wait. Nothing else may: health checks and
+/// tool calls keep being answered for 30 s, and SIGTERM still stops the service cleanly.
+#[test]
+fn a_notify_socket_nobody_reads_holds_nothing_up() {
+    let data = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::new();
+    let (bridge, mcp) = (free_port(), free_port());
+    let mut child = activate(&[bridge, mcp], "bridge:mcp", &notify, data.path(), 20_000);
+    let seen = notify.collect_until(Duration::from_secs(10), |line| line == "READY=1");
+    assert!(seen.iter().any(|l| l == "READY=1"), "{seen:?}");
+    // From here on nobody reads the notify socket.
+
+    let mut client = wire::Streamable::open(&format!("http://127.0.0.1:{mcp}/mcp")).unwrap();
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let (status, body) = get(&format!("http://127.0.0.1:{bridge}/health"));
+        assert_eq!(status, 200, "after {:?}: {body}", started.elapsed());
+        let result = client
+            .call("get_sync_status", &json!({}))
+            .unwrap_or_else(|err| panic!("after {:?}: {err}", started.elapsed()));
+        assert_ne!(result["isError"], json!(true), "{result}");
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{rounds} rounds of /health and a tool call with the notify queue full");
+
+    terminate(child.id());
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(15))
+        .expect("SIGTERM stops the service while its notify socket is full");
+    assert!(exit.success(), "{exit:?}");
 }

@@ -380,10 +380,14 @@ mod with_the_fake_engine {
 fn version_completions_and_man_page() {
     let (code, stdout, _) = run(&["--version"], &[]);
     assert_eq!(code, 0);
+    // The version first, then what the binary as distributed is licensed under and where its
+    // source is.
     assert_eq!(
-        stdout.trim(),
+        stdout.lines().next().unwrap_or_default(),
         format!("whatsapp-mcp {}", env!("CARGO_PKG_VERSION"))
     );
+    assert!(stdout.contains("AGPL-3.0-only"), "{stdout}");
+    assert!(stdout.contains(env!("CARGO_PKG_REPOSITORY")), "{stdout}");
     let (code, stdout, _) = run(&["completions", "bash"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("check-config"));

@@ -93,6 +93,8 @@ contract!(
     concurrent_writers_lose_nothing,
     missing_things_are_not_found,
     clearing_the_archive_empties_it,
+    counts_stay_exact_through_every_write,
+    the_counts_migration_counts_an_existing_archive,
 );
 
 fn jid(s: &str) -> Jid {
@@ -1016,6 +1018,213 @@ async fn clearing_the_archive_empties_it(f: &Fixture) {
         .await
         .unwrap();
     assert!(search(store, "words").await.is_empty());
+}
+
+/// Runs SQL on the fixture's database behind the store's back (a test's own connection).
+async fn run_sql(f: &Fixture, sql: &str) {
+    if let Some(path) = f.url.sqlite_path() {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    } else {
+        pg_client(f).await.batch_execute(sql).await.unwrap();
+    }
+}
+
+async fn pg_client(f: &Fixture) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(f.url.expose(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Messages, chats and contacts as `COUNT(*)` finds them.
+async fn counted_rows(f: &Fixture) -> (u64, u64, u64) {
+    const SQL: &str = "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM chats),
+                              (SELECT COUNT(*) FROM contacts)";
+    let (messages, chats, contacts): (i64, i64, i64) = if let Some(path) = f.url.sqlite_path() {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(SQL, [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+    } else {
+        let row = pg_client(f).await.query_one(SQL, &[]).await.unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    (messages as u64, chats as u64, contacts as u64)
+}
+
+/// The counts `stats` reports match the rows in the tables.
+async fn assert_counts(f: &Fixture, after: &str, expected: (u64, u64, u64)) {
+    let stats = f.store.stats().await.unwrap();
+    let reported = (stats.message_count, stats.chat_count, stats.contact_count);
+    assert_eq!(
+        reported,
+        counted_rows(f).await,
+        "stored counts after {after}"
+    );
+    assert_eq!(reported, expected, "rows after {after}");
+}
+
+async fn counts_stay_exact_through_every_write(f: &Fixture) {
+    let store = &*f.store;
+    assert_counts(f, "nothing", (0, 0, 0)).await;
+    let batch = vec![
+        text(ADA, "c1", Some(ADA), 10, "one"),
+        text(ADA, "c1", Some(ADA), 10, "one again in the same batch"),
+        text(ADA, "c2", None, 20, "two"),
+        text(GROUP, "c1", Some(BOB), 30, "same id, other chat"),
+    ];
+    assert_eq!(store.insert_messages(batch.clone()).await.unwrap(), 3);
+    assert_counts(f, "a batch with a duplicate", (3, 2, 0)).await;
+    assert_eq!(store.insert_messages(batch).await.unwrap(), 0);
+    assert_counts(f, "the same batch again", (3, 2, 0)).await;
+
+    let mut named = ChatUpdate::new(jid(BOB));
+    named.name = Some("Bob".to_owned());
+    store
+        .upsert_chats(vec![named.clone(), ChatUpdate::new(jid(ADA)), named])
+        .await
+        .unwrap();
+    assert_counts(f, "chat upserts", (3, 3, 0)).await;
+    let mut ada = ContactUpdate::new(jid(ADA));
+    ada.full_name = Some("Ada".to_owned());
+    store
+        .upsert_contacts(vec![ada.clone(), ContactUpdate::new(jid(BOB)), ada])
+        .await
+        .unwrap();
+    store
+        .upsert_contacts(vec![ContactUpdate::new(jid(BOB))])
+        .await
+        .unwrap();
+    assert_counts(f, "contact upserts", (3, 3, 2)).await;
+    store
+        .set_participants(
+            jid("120363000000000002@g.us"),
+            vec![(jid(ADA), "member".to_owned())],
+        )
+        .await
+        .unwrap();
+    store
+        .set_participants(jid(GROUP), vec![(jid(BOB), "admin".to_owned())])
+        .await
+        .unwrap();
+    assert_counts(f, "group members", (3, 4, 2)).await;
+    store
+        .insert_history(
+            vec![
+                text(BOB, "h1", Some(BOB), 5, "old"),
+                text(ADA, "c2", None, 20, "two"),
+            ],
+            vec![ChatUpdate::new(jid("31633333333@s.whatsapp.net"))],
+        )
+        .await
+        .unwrap();
+    assert_counts(f, "a history chunk", (4, 5, 2)).await;
+
+    // Ada's LID: a chat with one message she also sent from her number, and a contact.
+    store
+        .insert_messages(vec![
+            text(ADA_LID, "c1", Some(ADA_LID), 10, "one"),
+            text(ADA_LID, "l1", Some(ADA_LID), 40, "only under the lid"),
+        ])
+        .await
+        .unwrap();
+    store
+        .upsert_contacts(vec![ContactUpdate::new(jid(ADA_LID))])
+        .await
+        .unwrap();
+    assert_counts(f, "LID traffic", (6, 6, 3)).await;
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+    assert_counts(f, "merging the LID chat", (5, 5, 2)).await;
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+    assert_counts(f, "linking again", (5, 5, 2)).await;
+    // A LID whose number the archive has never seen: its chat and contact move over.
+    let carl_lid = "123123123123123@lid";
+    store
+        .insert_messages(vec![text(carl_lid, "k1", Some(carl_lid), 50, "hi")])
+        .await
+        .unwrap();
+    store
+        .upsert_contacts(vec![ContactUpdate::new(jid(carl_lid))])
+        .await
+        .unwrap();
+    assert_counts(f, "a second LID", (6, 6, 3)).await;
+    store
+        .link_lid(jid(carl_lid), jid("31644444444@s.whatsapp.net"))
+        .await
+        .unwrap();
+    assert_counts(f, "moving a LID to a new number", (6, 6, 3)).await;
+
+    // Deleted for everyone: the row stays (without its content), so the counts do too.
+    store
+        .delete_message(jid(ADA), "c2".to_owned(), 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_messages(vec![text(ADA, "c2", None, 20, "two")])
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .edit_message(jid(ADA), "c1".to_owned(), "edited".to_owned(), 61)
+        .await
+        .unwrap();
+    store
+        .set_reaction(jid(ADA), "c1".to_owned(), jid(BOB), "👍".to_owned(), 62)
+        .await
+        .unwrap();
+    store
+        .set_delivery(jid(ADA), vec!["c2".to_owned()], Delivery::Read)
+        .await
+        .unwrap();
+    assert_counts(f, "deletes, edits, reactions and receipts", (6, 6, 3)).await;
+
+    store.clear_archive().await.unwrap();
+    assert_counts(f, "clearing the archive", (0, 0, 0)).await;
+    store
+        .insert_messages(vec![text(ADA, "c1", Some(ADA), 10, "one")])
+        .await
+        .unwrap();
+    assert_counts(f, "a message after clearing", (1, 1, 0)).await;
+}
+
+async fn the_counts_migration_counts_an_existing_archive(f: &Fixture) {
+    f.store
+        .insert_messages(vec![
+            text(ADA, "m1", Some(ADA), 100, "hello"),
+            text(GROUP, "m2", Some(BOB), 200, "hi all"),
+        ])
+        .await
+        .unwrap();
+    f.store
+        .upsert_contacts(vec![ContactUpdate::new(jid(BOB))])
+        .await
+        .unwrap();
+    // Back to the schema before the counts: without the table and its migration's record.
+    let history = if f.url.sqlite_path().is_some() {
+        "refinery_schema_history"
+    } else {
+        "archive_schema_history"
+    };
+    run_sql(
+        f,
+        &format!("DROP TABLE archive_counts; DELETE FROM {history} WHERE name = 'archive_counts';"),
+    )
+    .await;
+    assert!(!f.store.health().await.schema_ok());
+    let reopened = store::open(&f.url).await.unwrap();
+    assert!(reopened.health().await.schema_ok());
+    let stats = reopened.stats().await.unwrap();
+    assert_eq!(
+        (stats.message_count, stats.chat_count, stats.contact_count),
+        (2, 2, 1)
+    );
+    assert_eq!(stats.last_message_at.map(|t| t.timestamp()), Some(200));
 }
 
 async fn missing_things_are_not_found(f: &Fixture) {

@@ -101,7 +101,7 @@ impl Language {
         (Language::Japanese, 5),
     ];
 
-    fn words(self) -> &'static [&'static str] {
+    pub fn words(self) -> &'static [&'static str] {
         match self {
             Language::English => &[
                 "hey", "are", "you", "coming", "tonight", "dinner", "tomorrow", "meeting",
@@ -450,7 +450,7 @@ impl Language {
     }
 
     /// Words are joined with spaces, except in scripts written without them.
-    fn separator(self) -> &'static str {
+    pub fn separator(self) -> &'static str {
         match self {
             Language::Chinese | Language::Japanese => "",
             _ => " ",

@@ -80,25 +80,40 @@ impl Samples {
     }
 
     /// One line: name, sample count, median, p99, max, and the target with met / MISSED.
-    pub fn report(&self, name: &str, target_p99: Option<Duration>) {
-        let verdict = match target_p99 {
-            Some(target) if self.p99() <= target => format!("  target p99 <= {} met", ms(target)),
+    ///
+    /// A p99 is printed only from [`P99_MIN_SAMPLES`] samples on; a shorter series shows its
+    /// max instead, and its target is judged on that max.
+    pub fn report(&self, name: &str, target: Option<Duration>) {
+        let (judged, what) = if self.len() >= P99_MIN_SAMPLES {
+            (self.p99(), "p99")
+        } else {
+            (self.max(), "max")
+        };
+        let verdict = match target {
+            Some(target) if judged <= target => format!("  target {what} <= {} met", ms(target)),
             Some(target) => format!(
-                "  target p99 <= {} MISSED by {}",
+                "  target {what} <= {} MISSED by {}",
                 ms(target),
-                ms(self.p99() - target)
+                ms(judged - target)
             ),
             None => String::new(),
         };
+        let p99 = if what == "p99" {
+            ms(self.p99())
+        } else {
+            "-".to_owned()
+        };
         println!(
-            "{name:<58} n={:<5} median {:>9}  p99 {:>9}  max {:>9}{verdict}",
+            "{name:<58} n={:<5} median {:>9}  p99 {p99:>9}  max {:>9}{verdict}",
             self.len(),
             ms(self.median()),
-            ms(self.p99()),
             ms(self.max()),
         );
     }
 }
+
+/// Fewest samples a p99 is quoted from: below that, the tail is one or two samples wide.
+pub const P99_MIN_SAMPLES: usize = 1_000;
 
 /// A duration in milliseconds with enough digits for sub-millisecond figures.
 pub fn ms(d: Duration) -> String {

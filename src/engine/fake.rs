@@ -89,7 +89,13 @@ impl FakeEngine {
             ingest,
             media_dir,
             actions: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
+            // Counted from the start time, so a restarted service never reuses an id (as
+            // WhatsApp's own random ids never repeat).
+            next_id: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |since| since.as_micros() as u64),
+            ),
             scan_after: None,
             linking: std::sync::Arc::default(),
             ack_log: None,

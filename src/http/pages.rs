@@ -52,9 +52,12 @@ fn page(title: &str, refresh_secs: u32, body: &str) -> String {
          <title>{title}</title><style>{STYLE}</style></head><body>{body}\
          <footer>whatsapp-mcp {version} · refreshes every {refresh_secs} s · \
          <a href=\"/status\">status</a> · <a href=\"/qr\">link a phone</a> · \
-         <a href=\"/api/status\">JSON</a></footer></body></html>\n",
+         <a href=\"/api/status\">JSON</a> · \
+         <a href=\"{source}\" rel=\"license\">source code</a> ({license})</footer></body></html>\n",
         title = escape(title),
         version = env!("CARGO_PKG_VERSION"),
+        source = escape(crate::SOURCE_URL),
+        license = crate::DISTRIBUTED_LICENSE,
     )
 }
 

@@ -8,6 +8,13 @@
 //! in this process, with its own store and engine.
 //!
 //! Nothing but protocol is written to stdout; diagnostics go to stderr (or the journal).
+//!
+//! The relay outlives the service: when the service restarts (an upgrade, `systemctl restart`,
+//! the watchdog) the next request finds its session unknown; the relay then opens a new one
+//! with the client's own `initialize` and sends the request again, which the service had not
+//! run. A request that could not reach the service at all is sent again too; one whose
+//! connection broke after it was sent is sent again only when it changes nothing (an acting
+//! tool may have gone out, so the client is told so instead).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
@@ -18,19 +25,25 @@ use rmcp::ServiceExt;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::exit::EXIT_UNREACHABLE;
 use crate::report::AppContext;
 use crate::state::{EngineStatus, LinkState, StatusHandle};
 
 use super::tools::WhatsAppTools;
-
-/// Exit code when the daemon cannot be reached (sysexits' EX_UNAVAILABLE, as `status` uses).
-const EXIT_UNREACHABLE: u8 = 69;
 
 /// How [`Relay::probe`] words a refusal for want of the right token.
 const UNAUTHORIZED: &str = "GET /health answered HTTP 401 Unauthorized";
 
 /// How long to wait for the daemon to accept a connection (socket activation included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a request keeps being offered to a service that refuses connections (one that
+/// binds its own ports and is restarting), and the pause between tries.
+const REFUSED_GRACE: Duration = Duration::from_secs(10);
+const REFUSED_PAUSE: Duration = Duration::from_millis(250);
+
+/// The id of the relay's own `initialize` when it opens a new session for the client.
+const RENEW_ID: &str = "whatsapp-mcp-relay-renew";
 
 /// Runs the `stdio` command; `standalone` serves in-process with the engine that `serve` would
 /// pick.
@@ -112,6 +125,44 @@ fn run_standalone(config: Config) -> ExitCode {
 struct RelayState {
     session_id: Option<String>,
     protocol_version: Option<String>,
+    /// The client's `initialize` parameters, to open a new session with after a restart.
+    initialize: Option<Value>,
+}
+
+/// Whether a request the relay could not complete may have been acted on by the service.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// No connection was made: the service never saw it.
+    NotSent,
+    /// The connection broke after the request went out.
+    Unknown,
+}
+
+/// True for a `tools/call` of a tool that changes something on WhatsApp.
+fn is_acting_call(message: &Value) -> bool {
+    message.get("method").and_then(Value::as_str) == Some("tools/call")
+        && message
+            .pointer("/params/name")
+            .and_then(Value::as_str)
+            .is_some_and(|name| super::tools::WRITE_TOOLS.contains(&name))
+}
+
+/// How far a failed POST got.
+fn delivery(err: &ureq::Error) -> Delivery {
+    use std::io::ErrorKind;
+    match err {
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused | ErrorKind::NotFound | ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            Delivery::NotSent
+        }
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => Delivery::NotSent,
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => Delivery::NotSent,
+        _ => Delivery::Unknown,
+    }
 }
 
 /// The relay's connection to the daemon.
@@ -277,39 +328,138 @@ impl Relay {
         }
     }
 
-    fn forward(&self, line: &str, message: &Value) {
-        let (session_id, protocol_version) = {
-            let state = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (state.session_id.clone(), state.protocol_version.clone())
-        };
+    /// The session and protocol version later requests name.
+    fn session(&self) -> (Option<String>, Option<String>) {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (state.session_id.clone(), state.protocol_version.clone())
+    }
+
+    /// POSTs one JSON-RPC line to the service.
+    fn post(
+        &self,
+        body: &str,
+        session_id: Option<&str>,
+        protocol_version: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut request = self
             .agent
             .post(&self.url)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
-        if let Some(id) = &session_id {
+        if let Some(id) = session_id {
             request = request.header("Mcp-Session-Id", id);
         }
-        if let Some(version) = &protocol_version {
+        if let Some(version) = protocol_version {
             request = request.header("MCP-Protocol-Version", version);
         }
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        let response = match request.send(line) {
-            Ok(response) => response,
+        request.send(body)
+    }
+
+    /// Opens a new session with the client's own `initialize` after the service forgot
+    /// `stale` (it restarted). Returns false when that is not possible. Requests that found the
+    /// same stale session wait here and then use the session the first one opened.
+    fn renew_session(&self, stale: &str) -> bool {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.session_id.as_deref() != Some(stale) {
+            return true;
+        }
+        let Some(params) = state.initialize.clone() else {
+            return false;
+        };
+        let initialize =
+            json!({"jsonrpc": "2.0", "id": RENEW_ID, "method": "initialize", "params": params});
+        let response = match self.post(&initialize.to_string(), None, None) {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), "the restarted service refused a new session");
+                return false;
+            }
             Err(err) => {
-                self.fail(
-                    message,
-                    &format!(
-                        "the whatsapp-mcp service at {} is unreachable: {err}",
-                        self.url
-                    ),
-                );
-                return;
+                tracing::warn!(error = %err, "cannot open a new session with the restarted service");
+                return false;
+            }
+        };
+        let Some(session) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return false;
+        };
+        // The answer is the relay's own; the client already has the first one.
+        let mut body = response.into_body();
+        let _ = body.read_to_string();
+        let version = state.protocol_version.clone();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        if let Err(err) = self.post(&initialized.to_string(), Some(&session), version.as_deref()) {
+            tracing::warn!(error = %err, "the restarted service did not take `initialized`");
+            return false;
+        }
+        tracing::info!("the service restarted; this client's session was opened again");
+        state.session_id = Some(session);
+        true
+    }
+
+    fn forward(&self, line: &str, message: &Value) {
+        let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        if is_initialize {
+            self.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .initialize = message.get("params").cloned();
+        }
+        let started = std::time::Instant::now();
+        let mut renewed = false;
+        let mut resent = false;
+        let (session_id, response) = loop {
+            let (session_id, protocol_version) = self.session();
+            match self.post(line, session_id.as_deref(), protocol_version.as_deref()) {
+                Ok(response) if response.status() == 404 && !renewed && !is_initialize => {
+                    // The service restarted and no longer knows the session; it ran nothing.
+                    match &session_id {
+                        Some(stale) if self.renew_session(stale) => renewed = true,
+                        _ => break (session_id, response),
+                    }
+                }
+                Ok(response) => break (session_id, response),
+                Err(err) => match delivery(&err) {
+                    Delivery::NotSent if started.elapsed() < REFUSED_GRACE => {
+                        std::thread::sleep(REFUSED_PAUSE);
+                    }
+                    Delivery::Unknown if !resent && !is_acting_call(message) => resent = true,
+                    Delivery::Unknown if is_acting_call(message) => {
+                        self.fail(
+                            message,
+                            &format!(
+                                "the connection to the whatsapp-mcp service at {} broke while \
+                                 this was being done ({err}); it may have been sent: check with \
+                                 list_messages before trying again",
+                                self.url
+                            ),
+                        );
+                        return;
+                    }
+                    _ => {
+                        self.fail(
+                            message,
+                            &format!(
+                                "the whatsapp-mcp service at {} is unreachable: {err}",
+                                self.url
+                            ),
+                        );
+                        return;
+                    }
+                },
             }
         };
         let status = response.status();
@@ -331,7 +481,10 @@ impl Relay {
             .to_ascii_lowercase();
         let mut body = response.into_body();
         if status == 404 && session_id.is_some() {
-            self.fail(message, "the whatsapp-mcp service restarted and this session is gone: restart the MCP server in your client",
+            self.fail(
+                message,
+                "the whatsapp-mcp service restarted and would not open a new session for this \
+                 client: restart the MCP server in your client",
             );
             return;
         }

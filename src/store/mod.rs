@@ -10,6 +10,7 @@ mod search;
 pub mod session;
 pub(crate) mod sqlite;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +24,7 @@ use model::{
 };
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupSummary, SqliteStore};
 
 /// What can go wrong in the store, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +50,24 @@ pub struct ArchiveStats {
     pub last_message_at: Option<DateTime<Utc>>,
     /// Bytes used by the database, when the backend can tell.
     pub database_bytes: Option<u64>,
-    /// Messages stored but not yet in the search index (found by a slower scan meanwhile).
+    /// Messages stored but not yet in the search index (found by a slower scan meanwhile); may
+    /// also count, until the indexer passes them, messages deleted before they were indexed.
     pub search_backlog: u64,
+}
+
+/// Rows one write transaction added to the archive (negative: removed), added to the stored
+/// counts (`archive_counts`) once before it commits, so `stats` reads them instead of counting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CountChange {
+    messages: i64,
+    chats: i64,
+    contacts: i64,
+}
+
+impl CountChange {
+    fn is_none(self) -> bool {
+        self == Self::default()
+    }
 }
 
 /// The result of checking that the database is reachable and its schema is complete.
@@ -235,17 +252,38 @@ fn check_role(role: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The file a `sqlite://` URL names.
+fn sqlite_file(url: &DatabaseUrl) -> Result<PathBuf, StoreError> {
+    url.sqlite_path().ok_or_else(|| {
+        StoreError::Other(format!(
+            "{url} names no file: use sqlite:///path/to/file.db"
+        ))
+    })
+}
+
+/// Copies the archive named by `url` to the new file `dest` while the service may be running
+/// (SQLite's online backup; see [`sqlite::backup`]). A PostgreSQL archive is backed up with
+/// PostgreSQL's own tools, which the error names.
+pub async fn backup(url: &DatabaseUrl, dest: PathBuf) -> Result<BackupSummary, StoreError> {
+    match url.kind() {
+        Some(BackendKind::Sqlite) => {
+            let path = sqlite_file(url)?;
+            tokio::task::spawn_blocking(move || sqlite::backup(&path, &dest))
+                .await
+                .map_err(|err| StoreError::Other(format!("backup task failed: {err}")))?
+        }
+        Some(BackendKind::Postgres) => Err(StoreError::Other(format!(
+            "the archive is in PostgreSQL ({url}): back it up with pg_dump --format=custom, \
+             restore with pg_restore (see the README)"
+        ))),
+        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    }
+}
+
 /// Opens (creating and migrating as needed) the store named by `url`.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url.kind() {
-        Some(BackendKind::Sqlite) => {
-            let path = url.sqlite_path().ok_or_else(|| {
-                StoreError::Other(format!(
-                    "{url} names no file: use sqlite:///path/to/file.db"
-                ))
-            })?;
-            Ok(Arc::new(SqliteStore::open(path).await?))
-        }
+        Some(BackendKind::Sqlite) => Ok(Arc::new(SqliteStore::open(sqlite_file(url)?).await?)),
         Some(BackendKind::Postgres) => Ok(Arc::new(PostgresStore::open(url).await?)),
         None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod pg;
+pub mod stdio;
 
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
@@ -217,6 +218,48 @@ pub fn terminate(pid: u32) {
     .unwrap();
 }
 
+/// Starts the binary behind `systemd-socket-activate` with the given `-l` ports and fd names.
+pub fn socket_activate(
+    ports: &[u16],
+    fdnames: &str,
+    notify: &NotifySocket,
+    data_dir: &std::path::Path,
+    watchdog_usec: u64,
+) -> KillOnDrop {
+    let mut cmd = Command::new("systemd-socket-activate");
+    for port in ports {
+        cmd.arg("-l").arg(format!("127.0.0.1:{port}"));
+    }
+    if !fdnames.is_empty() {
+        cmd.arg(format!("--fdname={fdnames}"));
+    }
+    // systemd-socket-activate passes only a few variables of its own environment on (PATH,
+    // HOME, ...), so the notify socket and the test's isolation are handed over with -E, as
+    // systemd itself sets a service's environment.
+    cmd.arg("-E")
+        .arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
+    for (key, value) in isolated_env(data_dir) {
+        cmd.arg("-E").arg(format!("{key}={value}"));
+    }
+    if watchdog_usec > 0 {
+        cmd.arg("-E").arg(format!("WATCHDOG_USEC={watchdog_usec}"));
+    }
+    // WATCHDOG_PID must be the service's own pid; `exec` keeps the shell's pid for the binary.
+    cmd.arg("sh")
+        .arg("-c")
+        .arg(format!("export WATCHDOG_PID=$$; exec {} serve", binary()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let child = cmd
+        .spawn()
+        .map(KillOnDrop)
+        .expect("systemd-socket-activate is installed (package systemd)");
+    // The first connection makes systemd-socket-activate start the service, like systemd does.
+    wait_for_listener(ports[0], Duration::from_secs(10));
+    child
+}
+
 /// Environment that keeps the binary away from the machine's real config and state.
 /// An empty config file is written into `data_dir` so an installed /etc config never leaks in.
 pub fn isolated_env(data_dir: &Path) -> Vec<(&'static str, String)> {
@@ -231,6 +274,41 @@ pub fn isolated_env(data_dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `serve` with the test's isolation (see [`isolated_env`]) and the two ports on loopback;
+/// stdin and stdout closed, stderr passed through. Callers add their own environment.
+pub fn serve_command(data: &Path, bridge: u16, mcp: u16) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("serve")
+        .envs(isolated_env(data))
+        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
+        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Starts `serve` on the archive at `database_url` with no WhatsApp engine, on ports of its
+/// own; returns it and its bridge and MCP ports once it answers.
+pub fn serve_archive(data: &Path, database_url: &str) -> (KillOnDrop, u16, u16) {
+    let (bridge, mcp) = (free_port(), free_port());
+    let child = serve_command(data, bridge, mcp)
+        .env("DATABASE_URL", database_url)
+        .env("WHATSAPP_MCP_LOG", "warn")
+        .spawn()
+        .map(KillOnDrop)
+        .expect("serve starts");
+    assert!(
+        wait_for_http(
+            &format!("http://127.0.0.1:{mcp}/health"),
+            Duration::from_secs(60)
+        ),
+        "serve never answered"
+    );
+    (child, bridge, mcp)
+}
+
 /// Starts `serve` with the demo archive on `database_url`; returns it once `READY=1` was sent.
 pub fn serve_demo(
     data: &Path,
@@ -239,19 +317,12 @@ pub fn serve_demo(
     bridge: u16,
     mcp: u16,
 ) -> KillOnDrop {
-    let child = Command::new(binary())
-        .arg("serve")
-        .envs(isolated_env(data))
+    let child = serve_command(data, bridge, mcp)
         .env("WHATSAPP_MCP_ENGINE", "fake")
         .env("WHATSAPP_MCP_FAKE_SEED", "demo")
         .env("DATABASE_URL", database_url)
         .env("NOTIFY_SOCKET", &notify.path)
-        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{mcp}"))
         .env("WHATSAPP_MCP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .map(KillOnDrop)
         .unwrap();
@@ -261,4 +332,24 @@ pub fn serve_demo(
         "no READY=1: {lines:?}"
     );
     child
+}
+
+/// Whether Nagle's algorithm is off (`TCP_NODELAY`) on the TCP connection that process `pid`
+/// holds from its own port `local` to port `peer`, read from that very socket by
+/// tests/common/sockopt.py. Panics when the process holds no such connection.
+pub fn tcp_nodelay(pid: u32, local: u16, peer: u16) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/sockopt.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([pid.to_string(), local.to_string(), peer.to_string()])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "no connection {local} -> {peer} in process {pid} ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim() != "0"
 }

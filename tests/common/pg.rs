@@ -22,12 +22,25 @@ pub struct PgCluster {
     run_as: Option<String>,
     running: bool,
     databases: AtomicU32,
+    /// fsync, synchronous_commit and full_page_writes as a real server has them.
+    durable: bool,
 }
 
 impl PgCluster {
-    /// Initialises and starts a new cluster. Panics with the reason when PostgreSQL is not
-    /// installed or does not start: tests that need it must not silently pass without it.
+    /// Initialises and starts a new cluster with fsync and friends off (the data is thrown
+    /// away, and tests should be quick). Panics with the reason when PostgreSQL is not installed
+    /// or does not start: tests that need it must not silently pass without it.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A cluster with PostgreSQL's durable defaults (fsync, synchronous_commit and
+    /// full_page_writes on), as a production server runs: for figures of what ships.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let bin = find_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("wa-pg-")
@@ -44,6 +57,7 @@ impl PgCluster {
             run_as,
             running: false,
             databases: AtomicU32::new(0),
+            durable,
         };
         let initdb = cluster.run(
             "initdb",
@@ -148,13 +162,14 @@ impl PgCluster {
     }
 
     fn try_start(&mut self) -> Result<(), String> {
-        // fsync and friends are off: the data is thrown away, and tests should be quick.
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.dir.path().display()
         );
+        if !self.durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         let out = self.pg_ctl(&[
             "start",
             "-w",

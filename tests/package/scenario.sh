@@ -247,22 +247,26 @@ check_restart_keeps_state() {
 }
 
 # Installing the package over itself runs the upgrade path of the maintainer
-# scripts: the running service is restarted, the token and state are kept.
+# scripts: the running service is restarted, the token and state are kept, and
+# the sockets (whose unit files did not change) stay open throughout.
 check_reinstall() {
-    local s=$1 token_before token_after pid_before
+    local s=$1 token_before token_after pid_before sockets_before sockets_after
     token_before=$(in_ct md5sum /etc/whatsapp-mcp/token)
     pid_before=$(unit_prop whatsapp-mcp.service MainPID)
+    sockets_before="$(unit_prop whatsapp-mcp.socket ActiveEnterTimestampMonotonic) $(unit_prop whatsapp-mcp-mcp.socket ActiveEnterTimestampMonotonic)"
     reset_limits
     if in_ct dpkg -i --force-confdef --force-confold "/debs/$(basename "$DEB")" >"$WORK/dpkg-re-$s.log" 2>&1 &&
         dpkg_ok "$WORK/dpkg-re-$s.log" && wait_for 30 is_active; then
         token_after=$(in_ct md5sum /etc/whatsapp-mcp/token)
+        sockets_after="$(unit_prop whatsapp-mcp.socket ActiveEnterTimestampMonotonic) $(unit_prop whatsapp-mcp-mcp.socket ActiveEnterTimestampMonotonic)"
         if [ "$token_before" = "$token_after" ] &&
             [ "$(unit_prop whatsapp-mcp.service MainPID)" != "$pid_before" ] &&
             [ "$(in_ct cat /var/lib/private/whatsapp-mcp/package-test-marker 2>/dev/null)" = kept ] &&
-            [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')" = "active active " ]; then
-            pass "[$s] reinstall (upgrade path) restarts the running service, keeps token, state and sockets"
+            [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')" = "active active " ] &&
+            [ "$sockets_after" = "$sockets_before" ]; then
+            pass "[$s] reinstall (upgrade path) restarts the running service, keeps token, state and the open sockets"
         else
-            fail "[$s] after reinstall: token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID)"
+            fail "[$s] after reinstall: token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID), sockets active since '$sockets_before' -> '$sockets_after'"
         fi
     else
         fail "[$s] reinstalling the package"

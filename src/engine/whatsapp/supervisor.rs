@@ -238,10 +238,13 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut commands: mpsc::Unbounded
                     (Some(_), None) => "connection lost".to_owned(),
                     (None, _) => "cannot reach WhatsApp".to_owned(),
                 };
+                // The library's own account of the attempt, which it logged at debug only.
+                let cause = crate::logging::take_connect_failure();
                 tracing::warn!(
                     attempt = backoff.attempts(),
                     retry_in_ms = delay.as_millis() as u64,
                     reason = %reason,
+                    cause = cause.as_deref().unwrap_or("-"),
                     "WhatsApp connection failed; retrying in {:.1} s",
                     delay.as_secs_f64()
                 );

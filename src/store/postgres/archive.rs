@@ -14,7 +14,7 @@ use crate::store::model::{
     Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
     Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
 };
-use crate::store::search;
+use crate::store::{CountChange, search};
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -71,6 +71,7 @@ async fn refresh_contact_key(db: &impl GenericClient, jid: &str) -> Result<()> {
 pub(super) async fn upsert_contacts(
     db: &impl GenericClient,
     contacts: &[ContactUpdate],
+    counts: &mut CountChange,
 ) -> Result<()> {
     let upsert = db
         .prepare(
@@ -81,42 +82,50 @@ pub(super) async fn upsert_contacts(
                  first_name = COALESCE(excluded.first_name, contacts.first_name),
                  push_name = COALESCE(excluded.push_name, contacts.push_name),
                  business_name = COALESCE(excluded.business_name, contacts.business_name),
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at
+             RETURNING xmax = 0",
         )
         .await?;
     for contact in contacts {
         let jid = canonical(db, &contact.jid).await?;
         let lid = (contact.jid.is_lid() && contact.jid.as_str() == jid).then_some(jid.as_str());
         let phone = contact.jid.phone();
-        db.execute(
-            &upsert,
-            &[
-                &jid,
-                &lid,
-                &phone,
-                &contact.full_name,
-                &contact.first_name,
-                &contact.push_name,
-                &contact.business_name,
-                &now(),
-            ],
-        )
-        .await?;
+        let row = db
+            .query_one(
+                &upsert,
+                &[
+                    &jid,
+                    &lid,
+                    &phone,
+                    &contact.full_name,
+                    &contact.first_name,
+                    &contact.push_name,
+                    &contact.business_name,
+                    &now(),
+                ],
+            )
+            .await?;
+        counts.contacts += i64::from(inserted(&row));
         refresh_contact_key(db, &jid).await?;
     }
     Ok(())
 }
 
-pub(super) async fn link_lid(db: &impl GenericClient, lid: &Jid, phone: &Jid) -> Result<()> {
+pub(super) async fn link_lid(
+    db: &impl GenericClient,
+    lid: &Jid,
+    phone: &Jid,
+    counts: &mut CountChange,
+) -> Result<()> {
     let (lid, phone_jid) = (lid.as_str(), phone.as_str());
     let stamp = now();
-    db.execute(
+    counts.contacts += db.execute(
         "INSERT INTO contacts (jid, phone, updated_at) VALUES ($1, $2, $3) ON CONFLICT (jid) DO NOTHING",
         &[&phone_jid, &phone.phone(), &stamp],
     )
-    .await?;
+    .await? as i64;
     // The LID chat folds into the phone-number chat before the messages move over.
-    db.execute(
+    let folded = db.query_opt(
         "INSERT INTO chats (jid, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, updated_at)
          SELECT $2, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, $3
          FROM chats WHERE jid = $1
@@ -124,10 +133,12 @@ pub(super) async fn link_lid(db: &impl GenericClient, lid: &Jid, phone: &Jid) ->
              name = COALESCE(chats.name, excluded.name),
              last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at),
              unread_count = chats.unread_count + excluded.unread_count,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at
+         RETURNING xmax = 0",
         &[&lid, &phone_jid, &stamp],
     )
     .await?;
+    counts.chats += i64::from(folded.as_ref().is_some_and(inserted));
     // Every remaining step reads "move what is stored under $1 (the LID) to $2 (the number)".
     let steps = [
         // Names learnt while the person was only known by LID move to the phone-number row.
@@ -139,8 +150,6 @@ pub(super) async fn link_lid(db: &impl GenericClient, lid: &Jid, phone: &Jid) ->
          FROM contacts old WHERE old.jid = $1 AND contacts.jid = $2",
         "UPDATE contacts SET lid = NULL WHERE lid = $1 AND jid <> $2",
         "UPDATE contacts SET lid = $1 WHERE jid = $2",
-        // A message stored under both addresses is kept once (the phone-number copy).
-        "DELETE FROM messages WHERE chat_jid = $1 AND id IN (SELECT id FROM messages WHERE chat_jid = $2)",
         "UPDATE messages SET chat_jid = $2 WHERE chat_jid = $1",
         "UPDATE messages SET sender_jid = $2 WHERE sender_jid = $1",
         "UPDATE reactions r SET chat_jid = $2 WHERE r.chat_jid = $1 AND NOT EXISTS (
@@ -150,41 +159,66 @@ pub(super) async fn link_lid(db: &impl GenericClient, lid: &Jid, phone: &Jid) ->
         "UPDATE group_participants p SET participant_jid = $2 WHERE p.participant_jid = $1 AND NOT EXISTS (
              SELECT 1 FROM group_participants o WHERE o.group_jid = p.group_jid AND o.participant_jid = $2)",
     ];
+    // A message stored under both addresses is kept once (the phone-number copy).
+    counts.messages -= db
+        .execute(
+            "DELETE FROM messages WHERE chat_jid = $1 AND id IN (SELECT id FROM messages WHERE chat_jid = $2)",
+            &[&lid, &phone_jid],
+        )
+        .await? as i64;
     for sql in steps {
         db.execute(sql, &[&lid, &phone_jid]).await?;
     }
     // What could not move (the number already had the same row) is dropped with the LID.
+    counts.contacts -= db
+        .execute("DELETE FROM contacts WHERE jid = $1", &[&lid])
+        .await? as i64;
     for sql in [
-        "DELETE FROM contacts WHERE jid = $1",
         "DELETE FROM reactions WHERE chat_jid = $1 OR sender_jid = $1",
         "DELETE FROM group_participants WHERE participant_jid = $1",
-        "DELETE FROM chats WHERE jid = $1",
     ] {
         db.execute(sql, &[&lid]).await?;
     }
+    counts.chats -= db
+        .execute("DELETE FROM chats WHERE jid = $1", &[&lid])
+        .await? as i64;
     refresh_contact_key(db, phone_jid).await
 }
 
+/// Whether an upsert's `RETURNING xmax = 0` row was inserted rather than updated: a row version
+/// written by `ON CONFLICT DO UPDATE` carries the lock the update took in `xmax`.
+fn inserted(row: &Row) -> bool {
+    row.get(0)
+}
+
+/// Creates the chat if the archive lacks it, else moves its last activity forward; true when
+/// it was created.
 async fn ensure_chat(
     db: &impl GenericClient,
     jid: &str,
     kind: ChatKind,
     last: Option<i64>,
-) -> Result<()> {
-    db.execute(
-        "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (jid) DO UPDATE SET
-             last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at)",
-        &[&jid, &kind.as_str(), &last, &search::fold_key([jid]), &now()],
-    )
-    .await?;
-    Ok(())
+) -> Result<bool> {
+    let row = db
+        .query_one(
+            "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (jid) DO UPDATE SET
+                 last_message_at = GREATEST(chats.last_message_at, excluded.last_message_at)
+             RETURNING xmax = 0",
+            &[&jid, &kind.as_str(), &last, &search::fold_key([jid]), &now()],
+        )
+        .await?;
+    Ok(inserted(&row))
 }
 
-pub(super) async fn upsert_chats(db: &impl GenericClient, chats: &[ChatUpdate]) -> Result<()> {
+pub(super) async fn upsert_chats(
+    db: &impl GenericClient,
+    chats: &[ChatUpdate],
+    counts: &mut CountChange,
+) -> Result<()> {
     for chat in chats {
         let jid = canonical(db, &chat.jid).await?;
-        ensure_chat(db, &jid, chat.jid.chat_kind(), None).await?;
+        counts.chats += i64::from(ensure_chat(db, &jid, chat.jid.chat_kind(), None).await?);
         let unread = chat.unread_count.map(i64::from);
         let name: Option<String> = db
             .query_one(
@@ -223,6 +257,7 @@ pub(super) async fn upsert_chats(db: &impl GenericClient, chats: &[ChatUpdate]) 
 pub(super) async fn insert_messages(
     db: &impl GenericClient,
     messages: &[NewMessage],
+    counts: &mut CountChange,
 ) -> Result<u64> {
     let mut canonical_of: HashMap<&Jid, String> = HashMap::new();
     let mut newest: HashMap<String, (ChatKind, i64)> = HashMap::new();
@@ -242,12 +277,13 @@ pub(super) async fn insert_messages(
     let mut chats: Vec<_> = newest.into_iter().collect();
     chats.sort_by(|a, b| a.0.cmp(&b.0));
     // Issued together, tokio-postgres pipelines them: one round trip for all the chats.
-    try_join_all(
+    let created = try_join_all(
         chats
             .iter()
             .map(|(chat, (kind, last))| ensure_chat(db, chat, *kind, Some(*last))),
     )
     .await?;
+    counts.chats += created.into_iter().filter(|&new| new).count() as i64;
     let rows: Vec<MessageRow<'_>> = messages
         .iter()
         .map(|message| MessageRow::new(message, &canonical_of))
@@ -266,6 +302,7 @@ pub(super) async fn insert_messages(
         .filter_map(|(row, first)| first.then_some(row))
         .collect();
     let inserted: HashSet<(String, String)> = bulk_insert(db, &fresh).await?.into_iter().collect();
+    counts.messages += inserted.len() as i64;
     let known: Vec<&MessageRow<'_>> = rows
         .iter()
         .zip(&first_copy)
@@ -556,9 +593,10 @@ pub(super) async fn set_participants(
     db: &impl GenericClient,
     group: &Jid,
     participants: &[(Jid, String)],
+    counts: &mut CountChange,
 ) -> Result<()> {
     let group = canonical(db, group).await?;
-    ensure_chat(db, &group, ChatKind::Group, None).await?;
+    counts.chats += i64::from(ensure_chat(db, &group, ChatKind::Group, None).await?);
     db.execute(
         "DELETE FROM group_participants WHERE group_jid = $1",
         &[&group],
@@ -578,9 +616,25 @@ pub(super) async fn set_participants(
 
 pub(super) async fn clear_archive(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(
-        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state",
+        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state;
+         UPDATE archive_counts SET messages = 0, chats = 0, contacts = 0",
     )
     .await
+}
+
+/// Adds one transaction's tally to the stored counts (see V3__archive_counts.sql). Run last
+/// before the commit: concurrent writers wait for the row only from here to their commit.
+pub(super) async fn add_counts(db: &impl GenericClient, counts: CountChange) -> Result<()> {
+    if !counts.is_none() {
+        query_cached(
+            db,
+            "UPDATE archive_counts SET
+                 messages = messages + $1, chats = chats + $2, contacts = contacts + $3",
+            &[&counts.messages, &counts.chats, &counts.contacts],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn set_sync_state(db: &impl GenericClient, key: &str, value: &str) -> Result<()> {

@@ -7,6 +7,7 @@
 mod archive;
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
@@ -15,7 +16,9 @@ use super::model::{
     MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 use super::pg;
-use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
+use super::{
+    ArchiveStats, BackendHealth, CountChange, Store, StoreError, check_lid_pair, check_role,
+};
 use crate::config::{BackendKind, DatabaseUrl};
 use crate::jid::Jid;
 
@@ -29,6 +32,7 @@ const HISTORY_TABLE: &str = "archive_schema_history";
 
 /// Tables the current schema version must contain.
 const REQUIRED_TABLES: &[&str] = &[
+    "archive_counts",
     "chats",
     "contacts",
     "group_participants",
@@ -43,7 +47,14 @@ pub struct PostgresStore {
     pool: Pool,
     location: String,
     statistics: Arc<Mutex<Statistics>>,
+    /// The database's size and when it was measured: `pg_database_size` looks at every file of
+    /// the database (near a millisecond, more than the rest of `stats`), so it is measured at
+    /// most once per [`SIZE_REFRESH`].
+    size: Arc<Mutex<Option<(Instant, u64)>>>,
 }
+
+/// How long `stats` reports a measured database size before measuring again.
+const SIZE_REFRESH: Duration = Duration::from_secs(10);
 
 /// When the planner's statistics of `messages` are next refreshed. A history sync can add a
 /// million rows in under a minute, faster than autovacuum's next look; until statistics are
@@ -113,6 +124,7 @@ impl PostgresStore {
             pool,
             location: url.redacted(),
             statistics: Arc::new(Mutex::new(Statistics::new())),
+            size: Arc::new(Mutex::new(None)),
         };
         if let Ok(Some(ctype)) = store.ascii_only_search_index().await {
             tracing::warn!(
@@ -203,6 +215,22 @@ macro_rules! write_tx {
     }};
 }
 
+/// `write_tx!` for writes that add or remove messages, chats or contacts: the body also gets a
+/// tally (`&mut CountChange`), added to the stored counts as the transaction's last statement.
+macro_rules! counted_write_tx {
+    ($store:expr, |$tx:ident, $counts:ident| $body:expr) => {
+        write_tx!($store, |$tx| async {
+            let mut tally = CountChange::default();
+            let value = {
+                let $counts = &mut tally;
+                $body.await?
+            };
+            archive::add_counts($tx, tally).await?;
+            Ok::<_, tokio_postgres::Error>(value)
+        })
+    };
+}
+
 /// Runs a read on a pooled connection; evaluates to a `Result`.
 macro_rules! read {
     ($store:expr, |$client:ident| $body:expr) => {{
@@ -277,16 +305,26 @@ impl Store for PostgresStore {
     }
 
     async fn stats(&self) -> Result<ArchiveStats, StoreError> {
+        let recent_size = self.size.lock().ok().and_then(|size| {
+            size.filter(|(measured, _)| measured.elapsed() < SIZE_REFRESH)
+                .map(|(_, bytes)| bytes)
+        });
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM chats),
-                        (SELECT COUNT(*) FROM contacts), (SELECT MAX(timestamp) FROM messages),
-                        pg_database_size(current_database())",
-                &[],
+                "SELECT messages, chats, contacts, (SELECT MAX(timestamp) FROM messages),
+                        CASE WHEN $1 THEN pg_database_size(current_database()) END
+                 FROM archive_counts",
+                &[&recent_size.is_none()],
             )
             .await
             .map_err(|err| pg::query_error(&err))?;
+        let measured = row
+            .get::<_, Option<i64>>(4)
+            .and_then(|bytes| u64::try_from(bytes).ok());
+        if let (Some(bytes), Ok(mut size)) = (measured, self.size.lock()) {
+            *size = Some((Instant::now(), bytes));
+        }
         let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
         Ok(ArchiveStats {
             message_count: count(0),
@@ -295,23 +333,27 @@ impl Store for PostgresStore {
             last_message_at: row
                 .get::<_, Option<i64>>(3)
                 .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
-            database_bytes: u64::try_from(row.get::<_, i64>(4)).ok(),
+            database_bytes: measured.or(recent_size),
             // The trigram index is maintained as rows are written.
             search_backlog: 0,
         })
     }
 
     async fn upsert_contacts(&self, contacts: Vec<ContactUpdate>) -> Result<(), StoreError> {
-        write_tx!(self, |tx| archive::upsert_contacts(tx, &contacts))
+        counted_write_tx!(self, |tx, counts| archive::upsert_contacts(
+            tx, &contacts, counts
+        ))
     }
 
     async fn link_lid(&self, lid: Jid, phone: Jid) -> Result<(), StoreError> {
         check_lid_pair(&lid, &phone)?;
-        write_tx!(self, |tx| archive::link_lid(tx, &lid, &phone))
+        counted_write_tx!(self, |tx, counts| archive::link_lid(
+            tx, &lid, &phone, counts
+        ))
     }
 
     async fn upsert_chats(&self, chats: Vec<ChatUpdate>) -> Result<(), StoreError> {
-        write_tx!(self, |tx| archive::upsert_chats(tx, &chats))
+        counted_write_tx!(self, |tx, counts| archive::upsert_chats(tx, &chats, counts))
     }
 
     async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
@@ -326,9 +368,9 @@ impl Store for PostgresStore {
         messages: Vec<NewMessage>,
         chats: Vec<ChatUpdate>,
     ) -> Result<u64, StoreError> {
-        let inserted = write_tx!(self, |tx| async {
-            let inserted = archive::insert_messages(tx, &messages).await?;
-            archive::upsert_chats(tx, &chats).await?;
+        let inserted = counted_write_tx!(self, |tx, counts| async {
+            let inserted = archive::insert_messages(tx, &messages, counts).await?;
+            archive::upsert_chats(tx, &chats, counts).await?;
             Ok(inserted)
         })?;
         self.count_new_rows(inserted);
@@ -404,10 +446,11 @@ impl Store for PostgresStore {
         for (_, role) in &participants {
             check_role(role)?;
         }
-        write_tx!(self, |tx| archive::set_participants(
+        counted_write_tx!(self, |tx, counts| archive::set_participants(
             tx,
             &group,
-            &participants
+            &participants,
+            counts
         ))
     }
 

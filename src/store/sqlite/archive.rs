@@ -9,7 +9,7 @@ use crate::store::model::{
     Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
     Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
 };
-use crate::store::search;
+use crate::store::{CountChange, search};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -47,23 +47,29 @@ fn contact_search_key(conn: &Connection, jid: &str) -> rusqlite::Result<()> {
 pub(super) fn upsert_contacts(
     conn: &Connection,
     contacts: &[ContactUpdate],
+    counts: &mut CountChange,
 ) -> rusqlite::Result<()> {
-    let mut upsert = conn.prepare_cached(
+    // Insert, else update: which of the two happened is what the contact count needs.
+    let mut insert = conn.prepare_cached(
         "INSERT INTO contacts (jid, lid, phone, full_name, first_name, push_name, business_name, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (jid) DO UPDATE SET
-             full_name = COALESCE(excluded.full_name, full_name),
-             first_name = COALESCE(excluded.first_name, first_name),
-             push_name = COALESCE(excluded.push_name, push_name),
-             business_name = COALESCE(excluded.business_name, business_name),
-             updated_at = excluded.updated_at",
+         ON CONFLICT (jid) DO NOTHING",
+    )?;
+    let mut update = conn.prepare_cached(
+        "UPDATE contacts SET
+             full_name = COALESCE(?4, full_name),
+             first_name = COALESCE(?5, first_name),
+             push_name = COALESCE(?6, push_name),
+             business_name = COALESCE(?7, business_name),
+             updated_at = ?8
+         WHERE jid = ?1",
     )?;
     for contact in contacts {
         let jid = canonical(conn, &contact.jid)?;
         let lid = contact.jid.is_lid().then(|| contact.jid.as_str());
         let lid = lid.filter(|lid| *lid == jid);
         let phone = contact.jid.phone().filter(|_| !contact.jid.is_lid());
-        upsert.execute(params![
+        let values = params![
             jid,
             lid,
             phone,
@@ -72,19 +78,29 @@ pub(super) fn upsert_contacts(
             contact.push_name,
             contact.business_name,
             now()
-        ])?;
+        ];
+        if insert.execute(values)? == 1 {
+            counts.contacts += 1;
+        } else {
+            update.execute(values)?;
+        }
         contact_search_key(conn, &jid)?;
     }
     Ok(())
 }
 
-pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::Result<()> {
+pub(super) fn link_lid(
+    conn: &Connection,
+    lid: &Jid,
+    phone: &Jid,
+    counts: &mut CountChange,
+) -> rusqlite::Result<()> {
     let (lid, phone_jid) = (lid.as_str(), phone.as_str());
-    conn.execute(
+    counts.contacts += conn.execute(
         "INSERT INTO contacts (jid, phone, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (jid) DO NOTHING",
         params![phone_jid, phone.phone(), now()],
-    )?;
+    )? as i64;
     // Names learnt while the person was only known by LID move to the phone-number row.
     conn.execute(
         "UPDATE contacts SET
@@ -95,7 +111,7 @@ pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::R
          WHERE jid = ?2",
         params![lid, phone_jid],
     )?;
-    conn.execute("DELETE FROM contacts WHERE jid = ?1", [lid])?;
+    counts.contacts -= conn.execute("DELETE FROM contacts WHERE jid = ?1", [lid])? as i64;
     conn.execute(
         "UPDATE contacts SET lid = NULL WHERE lid = ?1 AND jid <> ?2",
         params![lid, phone_jid],
@@ -106,8 +122,11 @@ pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::R
     )?;
     contact_search_key(conn, phone_jid)?;
 
-    // The LID chat folds into the phone-number chat.
-    conn.execute(
+    // The LID chat folds into the phone-number chat (a new one only if the number had none).
+    let phone_had_chat = conn
+        .prepare_cached("SELECT 1 FROM chats WHERE jid = ?1")?
+        .exists([phone_jid])?;
+    let folded = conn.execute(
         "INSERT INTO chats (jid, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, updated_at)
          SELECT ?2, kind, name, last_message_at, unread_count, archived, pinned, muted_until, search_key, ?3
          FROM chats WHERE jid = ?1
@@ -118,12 +137,15 @@ pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::R
              updated_at = excluded.updated_at",
         params![lid, phone_jid, now()],
     )?;
+    if folded == 1 && !phone_had_chat {
+        counts.chats += 1;
+    }
     // A message stored under both addresses is kept once (the phone-number copy).
-    conn.execute(
+    counts.messages -= conn.execute(
         "DELETE FROM messages WHERE chat_jid = ?1
          AND id IN (SELECT id FROM messages WHERE chat_jid = ?2)",
         params![lid, phone_jid],
-    )?;
+    )? as i64;
     conn.execute(
         "UPDATE messages SET chat_jid = ?2 WHERE chat_jid = ?1",
         params![lid, phone_jid],
@@ -147,26 +169,41 @@ pub(super) fn link_lid(conn: &Connection, lid: &Jid, phone: &Jid) -> rusqlite::R
         "DELETE FROM group_participants WHERE participant_jid = ?1",
         [lid],
     )?;
-    conn.execute("DELETE FROM chats WHERE jid = ?1", [lid])?;
+    counts.chats -= conn.execute("DELETE FROM chats WHERE jid = ?1", [lid])? as i64;
     Ok(())
 }
 
+/// Creates the chat if the archive lacks it (counted), else moves its last activity forward.
 fn ensure_chat(
     conn: &Connection,
     jid: &str,
     kind: ChatKind,
     last: Option<i64>,
+    counts: &mut CountChange,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (jid) DO UPDATE SET
-             last_message_at = MAX(COALESCE(chats.last_message_at, 0), COALESCE(excluded.last_message_at, 0))",
-    )?
-    .execute(params![jid, kind.as_str(), last, search::fold_key([jid]), now()])?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO chats (jid, kind, last_message_at, search_key, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (jid) DO NOTHING",
+        )?
+        .execute(params![jid, kind.as_str(), last, search::fold_key([jid]), now()])?;
+    if inserted == 1 {
+        counts.chats += 1;
+    } else {
+        conn.prepare_cached(
+            "UPDATE chats SET last_message_at = MAX(COALESCE(last_message_at, 0), COALESCE(?2, 0))
+             WHERE jid = ?1",
+        )?
+        .execute(params![jid, last])?;
+    }
     Ok(())
 }
 
-pub(super) fn upsert_chats(conn: &Connection, chats: &[ChatUpdate]) -> rusqlite::Result<()> {
+pub(super) fn upsert_chats(
+    conn: &Connection,
+    chats: &[ChatUpdate],
+    counts: &mut CountChange,
+) -> rusqlite::Result<()> {
     let mut update = conn.prepare_cached(
         "UPDATE chats SET
              name = COALESCE(?2, name),
@@ -180,7 +217,7 @@ pub(super) fn upsert_chats(conn: &Connection, chats: &[ChatUpdate]) -> rusqlite:
     )?;
     for chat in chats {
         let jid = canonical(conn, &chat.jid)?;
-        ensure_chat(conn, &jid, chat.jid.chat_kind(), None)?;
+        ensure_chat(conn, &jid, chat.jid.chat_kind(), None, counts)?;
         update.execute(params![
             jid,
             chat.name,
@@ -203,7 +240,11 @@ pub(super) fn upsert_chats(conn: &Connection, chats: &[ChatUpdate]) -> rusqlite:
     Ok(())
 }
 
-pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<u64> {
+pub(super) fn insert_messages(
+    conn: &Connection,
+    messages: &[NewMessage],
+    counts: &mut CountChange,
+) -> rusqlite::Result<u64> {
     // LID lookups and chat upserts are done once per distinct address, not once per message.
     let mut canonical_of: HashMap<&Jid, String> = HashMap::new();
     let mut newest: HashMap<String, (ChatKind, i64)> = HashMap::new();
@@ -220,7 +261,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
         entry.1 = entry.1.max(message.timestamp);
     }
     for (chat, (kind, last)) in &newest {
-        ensure_chat(conn, chat, *kind, Some(*last))?;
+        ensure_chat(conn, chat, *kind, Some(*last), counts)?;
     }
 
     let mut insert = conn.prepare_cached(
@@ -278,6 +319,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             fill.execute(values)?;
         }
     }
+    counts.messages += inserted as i64;
     // Live messages become searchable in the same transaction. A large backlog (a history
     // sync) is left to the background indexer, so the archive takes it at full speed.
     if inserted > 0 && search_backlog_bound(conn)? <= INLINE_INDEX_LIMIT {
@@ -290,20 +332,11 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
 const INLINE_INDEX_LIMIT: u64 = 500;
 
 /// An upper bound of the messages not yet in the search index, in two index probes: pk
-/// values above the mark minus any since deleted.
+/// values above the mark (exact unless some of those rows were deleted before being indexed).
 pub(super) fn search_backlog_bound(conn: &Connection) -> rusqlite::Result<u64> {
     conn.prepare_cached(
         "SELECT MAX(0, COALESCE((SELECT MAX(pk) FROM messages), 0) - indexed_through)
          FROM search_progress",
-    )?
-    .query_row([], |row| row.get::<_, i64>(0))
-    .map(|n| n.max(0) as u64)
-}
-
-/// How many messages are not yet in the search index (they are found by a scan meanwhile).
-pub(super) fn search_backlog(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.prepare_cached(
-        "SELECT COUNT(*) FROM messages WHERE pk > (SELECT indexed_through FROM search_progress)",
     )?
     .query_row([], |row| row.get::<_, i64>(0))
     .map(|n| n.max(0) as u64)
@@ -419,9 +452,10 @@ pub(super) fn set_participants(
     conn: &Connection,
     group: &Jid,
     participants: &[(Jid, String)],
+    counts: &mut CountChange,
 ) -> rusqlite::Result<()> {
     let group = canonical(conn, group)?;
-    ensure_chat(conn, &group, ChatKind::Group, None)?;
+    ensure_chat(conn, &group, ChatKind::Group, None, counts)?;
     conn.execute(
         "DELETE FROM group_participants WHERE group_jid = ?1",
         [&group],
@@ -446,8 +480,33 @@ pub(super) fn clear_archive(conn: &Connection) -> rusqlite::Result<()> {
          DELETE FROM messages;
          DELETE FROM chats;
          DELETE FROM contacts;
-         DELETE FROM sync_state;",
+         DELETE FROM sync_state;
+         UPDATE archive_counts SET messages = 0, chats = 0, contacts = 0;",
     )
+}
+
+/// Adds one transaction's tally to the stored counts (see V6__archive_counts.sql).
+pub(super) fn add_counts(conn: &Connection, counts: CountChange) -> rusqlite::Result<()> {
+    if !counts.is_none() {
+        conn.prepare_cached(
+            "UPDATE archive_counts SET
+                 messages = messages + ?1, chats = chats + ?2, contacts = contacts + ?3",
+        )?
+        .execute(params![counts.messages, counts.chats, counts.contacts])?;
+    }
+    Ok(())
+}
+
+/// The stored message, chat and contact counts and the newest message's time (an index probe).
+pub(super) fn counts(conn: &Connection) -> rusqlite::Result<(u64, u64, u64, Option<i64>)> {
+    conn.prepare_cached(
+        "SELECT messages, chats, contacts, (SELECT MAX(timestamp) FROM messages)
+         FROM archive_counts",
+    )?
+    .query_row([], |row| {
+        let count = |i| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
+        Ok((count(0)?, count(1)?, count(2)?, row.get(3)?))
+    })
 }
 
 pub(super) fn set_sync_state(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {

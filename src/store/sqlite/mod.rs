@@ -18,7 +18,9 @@ use super::model::{
     Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
     MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
-use super::{ArchiveStats, BackendHealth, Store, StoreError, check_lid_pair, check_role};
+use super::{
+    ArchiveStats, BackendHealth, CountChange, Store, StoreError, check_lid_pair, check_role,
+};
 use crate::config::BackendKind;
 use crate::jid::Jid;
 
@@ -31,6 +33,7 @@ mod embedded {
 
 /// Tables the current schema version must contain.
 const REQUIRED_TABLES: &[&str] = &[
+    "archive_counts",
     "chats",
     "contacts",
     "group_participants",
@@ -84,6 +87,21 @@ impl SqliteStore {
             .map_err(|err| StoreError::Other(format!("write task failed: {err}")))?;
         self.indexer.wrote();
         written
+    }
+
+    /// Runs `work` in one write transaction that also adds the rows it counted to the stored
+    /// counts.
+    async fn write_counted<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &mut CountChange) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(move |conn| {
+            let mut counts = CountChange::default();
+            let value = work(conn, &mut counts)?;
+            archive::add_counts(conn, counts)?;
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs `work` on a free reader connection. If the caller stops waiting (a cancelled tool
@@ -255,6 +273,111 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// What [`backup`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Copies the archive at `source` to a new file `dest` with SQLite's online backup, while the
+/// service may go on writing to it.
+///
+/// The copy is one step over every page, which reads a single snapshot (WAL readers do not
+/// block the writer): everything committed before the copy began is in it, nothing half
+/// written is. It goes to a temporary file beside `dest`, is checked (`quick_check`) and
+/// synced, and only then takes `dest`'s name, so a failed or interrupted backup never leaves a
+/// file that looks complete. An existing `dest` is refused rather than overwritten.
+pub(crate) fn backup(source: &Path, dest: &Path) -> Result<BackupSummary, StoreError> {
+    if dest.exists() {
+        return Err(StoreError::Conflict(format!(
+            "{} exists already; give a new file name",
+            dest.display()
+        )));
+    }
+    // Read-write (never used to write) rather than read-only: a read-only connection cannot
+    // open a WAL database whose shared-memory file is gone, as it is after a clean stop.
+    if !source.is_file() {
+        return Err(StoreError::NotFound(format!(
+            "no archive at {}",
+            source.display()
+        )));
+    }
+    let src = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", source.display())))?;
+    src.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(map_error)?;
+    let name = dest
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dest.with_file_name(format!(".{name}.partial"));
+    let copied = copy_into(&src, &partial);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let summary = copied?;
+    std::fs::rename(&partial, dest).map_err(|err| {
+        let _ = std::fs::remove_file(&partial);
+        StoreError::Other(format!("cannot name the backup {}: {err}", dest.display()))
+    })?;
+    Ok(summary)
+}
+
+/// The backup proper, into `path`: copy, check, count, sync.
+fn copy_into(src: &Connection, path: &Path) -> Result<BackupSummary, StoreError> {
+    // The copy holds private messages: 0600 from the start, as the archive itself.
+    prepare_private_file(path)?;
+    let mut dst = Connection::open(path).map_err(|err| {
+        StoreError::Unavailable(format!("cannot create {}: {err}", path.display()))
+    })?;
+    {
+        use rusqlite::backup::{Backup, StepResult};
+        let backup = Backup::new(src, &mut dst).map_err(map_error)?;
+        // -1: every page in one step, so the copy is one snapshot and never starts over
+        // because the service wrote in between. Busy means the source is locked for a moment
+        // (a checkpoint); try again shortly, for as long as the busy timeout would.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match backup.step(-1).map_err(map_error)? {
+                StepResult::Done => break,
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(StoreError::Unavailable(
+                        "the archive stayed locked for 30 s; try again".to_owned(),
+                    ));
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    }
+    let check: String = dst
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(map_error)?;
+    if check != "ok" {
+        return Err(StoreError::Other(format!(
+            "the copy fails its check: {check}"
+        )));
+    }
+    // A backup is a single file: no WAL beside it.
+    dst.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(map_error)?;
+    let messages: i64 = dst
+        .query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
+        .map_err(map_error)?;
+    drop(dst);
+    let file = std::fs::File::open(path).map_err(|err| StoreError::Other(err.to_string()))?;
+    file.sync_all()
+        .map_err(|err| StoreError::Other(format!("cannot sync {}: {err}", path.display())))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(BackupSummary {
+        messages: u64::try_from(messages).unwrap_or(0),
+        bytes,
+    })
+}
+
 fn latest_schema_version() -> i64 {
     embedded::migrations::runner()
         .get_migrations()
@@ -339,19 +462,14 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         let mut stats = self
             .read(|conn| {
-                let count = |sql: &str| -> rusqlite::Result<u64> {
-                    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
-                        .map(|n| u64::try_from(n).unwrap_or(0))
-                };
-                let last: Option<i64> =
-                    conn.query_row("SELECT MAX(timestamp) FROM messages", [], |row| row.get(0))?;
+                let (message_count, chat_count, contact_count, last) = archive::counts(conn)?;
                 Ok(ArchiveStats {
-                    message_count: count("SELECT COUNT(*) FROM messages")?,
-                    chat_count: count("SELECT COUNT(*) FROM chats")?,
-                    contact_count: count("SELECT COUNT(*) FROM contacts")?,
+                    message_count,
+                    chat_count,
+                    contact_count,
                     last_message_at: last.and_then(|secs| DateTime::from_timestamp(secs, 0)),
                     database_bytes: None,
-                    search_backlog: archive::search_backlog(conn)?,
+                    search_backlog: archive::search_backlog_bound(conn)?,
                 })
             })
             .await?;
@@ -363,18 +481,18 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_contacts(&self, contacts: Vec<ContactUpdate>) -> Result<(), StoreError> {
-        self.write(move |conn| archive::upsert_contacts(conn, &contacts))
+        self.write_counted(move |conn, counts| archive::upsert_contacts(conn, &contacts, counts))
             .await
     }
 
     async fn link_lid(&self, lid: Jid, phone: Jid) -> Result<(), StoreError> {
         check_lid_pair(&lid, &phone)?;
-        self.write(move |conn| archive::link_lid(conn, &lid, &phone))
+        self.write_counted(move |conn, counts| archive::link_lid(conn, &lid, &phone, counts))
             .await
     }
 
     async fn upsert_chats(&self, chats: Vec<ChatUpdate>) -> Result<(), StoreError> {
-        self.write(move |conn| archive::upsert_chats(conn, &chats))
+        self.write_counted(move |conn, counts| archive::upsert_chats(conn, &chats, counts))
             .await
     }
 
@@ -391,9 +509,9 @@ impl Store for SqliteStore {
         chats: Vec<ChatUpdate>,
     ) -> Result<u64, StoreError> {
         let inserted = self
-            .write(move |conn| {
-                let inserted = archive::insert_messages(conn, &messages)?;
-                archive::upsert_chats(conn, &chats)?;
+            .write_counted(move |conn, counts| {
+                let inserted = archive::insert_messages(conn, &messages, counts)?;
+                archive::upsert_chats(conn, &chats, counts)?;
                 Ok(inserted)
             })
             .await?;
@@ -463,8 +581,10 @@ impl Store for SqliteStore {
         for (_, role) in &participants {
             check_role(role)?;
         }
-        self.write(move |conn| archive::set_participants(conn, &group, &participants))
-            .await
+        self.write_counted(move |conn, counts| {
+            archive::set_participants(conn, &group, &participants, counts)
+        })
+        .await
     }
 
     async fn clear_archive(&self) -> Result<(), StoreError> {

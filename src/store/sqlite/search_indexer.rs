@@ -210,7 +210,7 @@ mod tests {
         // Written without waking the indexer, more than a write indexes itself: all wait.
         let batch = archive.clone();
         store
-            .write(move |conn| archive::insert_messages(conn, &batch))
+            .write_counted(move |conn, counts| archive::insert_messages(conn, &batch, counts))
             .await
             .unwrap();
         assert_eq!(backlog(&store).await, 1_200);
@@ -293,7 +293,7 @@ mod tests {
             let store = SqliteStore::open(path.clone()).await.unwrap();
             let batch = archive.clone();
             store
-                .write(move |conn| archive::insert_messages(conn, &batch))
+                .write_counted(move |conn, counts| archive::insert_messages(conn, &batch, counts))
                 .await
                 .unwrap();
             assert_eq!(backlog(&store).await, 800);
