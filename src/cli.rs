@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::bridge_client::{BridgeClient, Limits};
 use crate::config::{Config, ConfigError, Transport};
 use crate::engine;
 use crate::listeners::Listeners;
@@ -334,34 +335,38 @@ async fn serve_async(config: Config) -> ExitCode {
 }
 
 fn status(config: &Config, json: bool) -> ExitCode {
-    let url = format!("{}/api/status", config.bridge_url);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.get(&url);
-    if let Some(token) = &config.token {
-        request = request.header("Authorization", &format!("Bearer {}", token.expose()));
-    }
+    let client = BridgeClient::new(
+        config,
+        Limits {
+            connect: None,
+            global: Some(Duration::from_secs(10)),
+        },
+    );
+    let location = client.location();
     let unreachable = |detail: String| {
         eprintln!(
-            "whatsapp-mcp: cannot reach the service at {}: {detail}\n\
+            "whatsapp-mcp: cannot reach the service at {location}: {detail}\n\
              Is it running? Try `systemctl status whatsapp-mcp.socket whatsapp-mcp` \
-             or start it with `whatsapp-mcp serve`; set WHATSAPP_BRIDGE_URL if it listens elsewhere.",
-            config.bridge_url
+             or start it with `whatsapp-mcp serve`; set WHATSAPP_BRIDGE_URL if it listens elsewhere."
         );
         ExitCode::from(EXIT_UNREACHABLE)
     };
-    let mut response = match request.call() {
+    let mut response = match client.get("/api/status").call() {
         Ok(response) => response,
-        Err(err) => return unreachable(err.to_string()),
+        Err(err) => return unreachable(client.describe(&err)),
     };
     let code = response.status();
     let body = match response.body_mut().read_to_string() {
         Ok(body) => body,
         Err(err) => return unreachable(err.to_string()),
     };
+    if code == 401 {
+        eprintln!(
+            "whatsapp-mcp: the service at {location} refused this client (HTTP 401): {}",
+            client.unauthorized_hint()
+        );
+        return ExitCode::from(EXIT_UNREACHABLE);
+    }
     if !code.is_success() {
         return unreachable(format!("HTTP {code}: {}", body.trim()));
     }
@@ -371,7 +376,7 @@ fn status(config: &Config, json: bool) -> ExitCode {
     }
     match serde_json::from_str::<StatusReport>(&body) {
         Ok(report) => {
-            print!("{}", render_status(&config.bridge_url, &report));
+            print!("{}", render_status(&location, &report));
             ExitCode::SUCCESS
         }
         Err(err) => unreachable(format!("unexpected answer ({err})")),

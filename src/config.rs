@@ -42,7 +42,20 @@ pub const SETTINGS: &[Setting] = &[
         env: &["WHATSAPP_BRIDGE_URL"],
         kind: "http:// or https:// URL",
         default: "http://localhost:PORT, PORT from bridge.listen",
-        doc: "Where the stdio, status, qr, pair and logout commands find the running daemon.",
+        doc: "Where the stdio, status, qr, pair and logout commands find the running daemon \
+              over TCP, with the token. Setting it makes them use TCP even where the local \
+              socket exists.",
+    },
+    Setting {
+        key: "bridge.socket",
+        env: &["WHATSAPP_MCP_SOCKET"],
+        kind: "absolute path, or \"none\"",
+        default: "/run/whatsapp-mcp/bridge.sock",
+        doc: "The local Unix socket that serves the bridge (and /mcp) to local users without a \
+              token; who may connect is decided by its owner, group and mode. The commands \
+              use it when it exists and bridge.url is not set. A daemon that binds its own \
+              sockets binds it (mode 0660) only when it is set here or in the variable; under \
+              socket activation whatsapp-mcp-local.socket decides.",
     },
     Setting {
         key: "mcp.listen",
@@ -356,15 +369,8 @@ impl Transport {
     }
 }
 
-/// Where log lines go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogTarget {
-    /// journald when stderr is connected to the journal (`JOURNAL_STREAM`), else stderr.
-    Auto,
-    Journald,
-    Stderr,
-}
+/// Where log lines go (defined with the logging it configures).
+pub use crate::logging::LogTarget;
 
 /// The validated settings every part of the program reads.
 #[derive(Clone, Debug)]
@@ -374,6 +380,10 @@ pub struct Config {
     pub bridge_listen: SocketAddr,
     /// Base URL of the bridge for the local clients (`status`, `qr`, `stdio`).
     pub bridge_url: String,
+    /// True when `bridge_url` was set rather than derived from `bridge_listen`.
+    pub bridge_url_set: bool,
+    /// The local Unix socket.
+    pub local_socket: LocalSocket,
     pub mcp_listen: SocketAddr,
     pub transport: Transport,
     pub read_only: bool,
@@ -413,6 +423,54 @@ struct FileConfig {
 struct BridgeSection {
     listen: Option<SocketAddr>,
     url: Option<String>,
+    socket: Option<String>,
+}
+
+/// Where the local Unix socket is, when it is in use.
+pub const DEFAULT_LOCAL_SOCKET: &str = "/run/whatsapp-mcp/bridge.sock";
+
+/// The local Unix socket: where the commands look for it, and whether `serve` binds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalSocket {
+    /// `None` when turned off (`none`).
+    pub path: Option<PathBuf>,
+    /// True when set in the file or the environment rather than defaulted.
+    pub set: bool,
+}
+
+impl LocalSocket {
+    /// The path a daemon binding its own sockets listens on: only one set explicitly, since
+    /// the default lives in `/run/whatsapp-mcp`, which the package's socket unit owns.
+    pub fn serve_path(&self) -> Option<&Path> {
+        self.path.as_deref().filter(|_| self.set)
+    }
+
+    fn parse(raw: Option<String>) -> Result<Self, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Self {
+                path: Some(PathBuf::from(DEFAULT_LOCAL_SOCKET)),
+                set: false,
+            });
+        };
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("none") {
+            return Ok(Self {
+                path: None,
+                set: true,
+            });
+        }
+        let path = PathBuf::from(raw);
+        if !path.is_absolute() {
+            return Err(ConfigError::invalid(
+                "bridge.socket",
+                format!("{raw:?} is not an absolute path (or \"none\")"),
+            ));
+        }
+        Ok(Self {
+            path: Some(path),
+            set: true,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -531,10 +589,11 @@ impl Config {
             }
         }
 
-        let bridge_url = env("WHATSAPP_BRIDGE_URL")
-            .or(file.bridge.url)
-            .unwrap_or_else(|| default_bridge_url(bridge_listen));
+        let bridge_url = env("WHATSAPP_BRIDGE_URL").or(file.bridge.url);
+        let bridge_url_set = bridge_url.is_some();
+        let bridge_url = bridge_url.unwrap_or_else(|| default_bridge_url(bridge_listen));
         let bridge_url = validate_bridge_url(bridge_url.trim())?;
+        let local_socket = LocalSocket::parse(env("WHATSAPP_MCP_SOCKET").or(file.bridge.socket))?;
 
         let transport = match env("MCP_TRANSPORT").or(file.mcp.transport) {
             Some(raw) => Transport::parse("MCP_TRANSPORT", &raw)?,
@@ -613,6 +672,8 @@ impl Config {
             source,
             bridge_listen,
             bridge_url,
+            bridge_url_set,
+            local_socket,
             mcp_listen,
             transport,
             read_only,
@@ -653,6 +714,11 @@ impl Config {
             bridge: RedactedBridge {
                 listen: self.bridge_listen.to_string(),
                 url: self.bridge_url.clone(),
+                socket: self
+                    .local_socket
+                    .path
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |path| path.display().to_string()),
             },
             mcp: RedactedMcp {
                 listen: self.mcp_listen.to_string(),
@@ -701,6 +767,7 @@ struct RedactedView {
 struct RedactedBridge {
     listen: String,
     url: String,
+    socket: String,
 }
 
 #[derive(Serialize)]
@@ -1120,6 +1187,37 @@ mod tests {
         assert_eq!(config.session_database_url, config.database_url);
         assert_eq!(config.bridge_url, "http://b:2");
         assert_eq!(config.transport, Transport::Stdio);
+    }
+
+    #[test]
+    fn the_local_socket_defaults_to_run_and_is_served_only_when_set() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(
+            config.local_socket.path.as_deref(),
+            Some(Path::new(DEFAULT_LOCAL_SOCKET))
+        );
+        assert_eq!(config.local_socket.serve_path(), None);
+        assert!(!config.bridge_url_set);
+
+        let config = load("[bridge]\nsocket = \"/tmp/wa/bridge.sock\"\n", &[]).unwrap();
+        assert_eq!(
+            config.local_socket.serve_path(),
+            Some(Path::new("/tmp/wa/bridge.sock"))
+        );
+        let config = load(
+            "[bridge]\nsocket = \"/tmp/wa/bridge.sock\"\n",
+            &[
+                ("WHATSAPP_MCP_SOCKET", "none"),
+                ("WHATSAPP_BRIDGE_URL", "http://a:1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.local_socket.path, None);
+        assert!(config.bridge_url_set);
+        assert!(config.to_redacted_toml().contains("socket = \"none\""));
+
+        let err = load("", &[("WHATSAPP_MCP_SOCKET", "run/bridge.sock")]).unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The accept loop of both HTTP ports: HTTP/1.1 connections with time limits on how long a
-//! client may take to send its request, Nagle's algorithm off, and a graceful stop.
+//! The accept loop of both HTTP ports and the local Unix socket: HTTP/1.1 connections with time
+//! limits on how long a client may take to send its request, Nagle's algorithm off on TCP, the
+//! peer of each connection recorded for [`crate::access`], and a graceful stop.
 //!
 //! axum's own `serve` gives hyper no timer, so hyper's header timeout never fires there: a
 //! client that trickles its headers a byte at a time, or never finishes them, or never finishes
@@ -16,8 +17,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tower::ServiceExt as _;
+
+use crate::access::Peer;
 
 /// Time a client has to send a request's headers once it has started one, and to start the
 /// next request on an idle keep-alive connection. Also what an idle connection is kept for.
@@ -44,43 +47,112 @@ pub(crate) fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A listening socket the service accepts HTTP connections on.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    /// The local socket: its file mode and group decide who may connect.
+    Local(UnixListener),
+}
+
 /// Serves `app` on `listener` until `stop` resolves, then stops accepting, lets every open
 /// connection finish its current exchange, and returns once all of them have closed.
-pub(crate) async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) {
+pub(crate) async fn serve(listener: Listener, app: Router, stop: impl Future<Output = ()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    accept_failed(&err).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
             () = &mut stop => break,
         };
-        no_delay(&stream, peer);
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |request: axum::http::Request<Incoming>| {
-                let mut request = request.map(|body| with_deadline(body, BODY_READ_TIMEOUT));
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            },
-        ));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                // Timeouts and clients that hang up land here; nothing the service did wrong.
-                tracing::debug!(%peer, error = %err, "connection closed with an error");
+        match accepted {
+            Ok(Accepted::Tcp(stream, addr)) => {
+                no_delay(&stream, addr);
+                let io = TokioIo::new(stream);
+                spawn_connection(&http, &graceful, io, app.clone(), Peer::Tcp(addr));
             }
-        });
+            Ok(Accepted::Local(stream)) => {
+                let peer = local_peer(&stream);
+                let io = TokioIo::new(stream);
+                spawn_connection(&http, &graceful, io, app.clone(), peer);
+            }
+            Err(err) => accept_failed(&err).await,
+        }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One accepted connection.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+    Local(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(listener) => {
+            let (stream, addr) = listener.accept().await?;
+            Ok(Accepted::Tcp(stream, addr))
+        }
+        Listener::Local(listener) => Ok(Accepted::Local(listener.accept().await?.0)),
+    }
+}
+
+/// Who is on the other end of a local connection, as the kernel tells it; logged, since the
+/// local socket needs no token and the uid is what says who used it.
+fn local_peer(stream: &tokio::net::UnixStream) -> Peer {
+    match stream.peer_cred() {
+        Ok(cred) => {
+            tracing::info!(uid = cred.uid(), pid = cred.pid(), "local connection");
+            Peer::Local {
+                uid: cred.uid(),
+                pid: cred.pid(),
+            }
+        }
+        Err(err) => {
+            // Without credentials the peer is still one the socket's mode let in; u32::MAX is
+            // the kernel's "no user" and marks it in the log.
+            tracing::warn!(error = %err, "cannot read the credentials of a local connection");
+            Peer::Local {
+                uid: u32::MAX,
+                pid: None,
+            }
+        }
+    }
+}
+
+/// Serves one connection on its own task, each request carrying `peer`.
+fn spawn_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    graceful: &GracefulShutdown,
+    io: TokioIo<I>,
+    app: Router,
+    peer: Peer,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app.map_request(
+        move |request: axum::http::Request<Incoming>| {
+            let mut request = request.map(|body| with_deadline(body, BODY_READ_TIMEOUT));
+            let extensions = request.extensions_mut();
+            extensions.insert(peer);
+            if let Peer::Tcp(addr) = peer {
+                extensions.insert(ConnectInfo(addr));
+            }
+            request
+        },
+    ));
+    let connection = graceful.watch(http.serve_connection(io, service));
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            // Timeouts and clients that hang up land here; nothing the service did wrong.
+            tracing::debug!(%peer, error = %err, "connection closed with an error");
+        }
+    });
 }
 
 /// Turns Nagle's algorithm off on an accepted connection.
@@ -150,7 +222,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().route("/", post(echo_peer));
-        let server = tokio::spawn(serve(listener, app, async {
+        let server = tokio::spawn(serve(Listener::Tcp(listener), app, async {
             let _ = stop_rx.await;
         }));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -162,6 +234,38 @@ mod tests {
         stream.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("127.0.0.1 5"), "{answer}");
+        let _ = stop_tx.send(());
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn local_connections_carry_the_credentials_of_their_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new().route(
+            "/",
+            axum::routing::get(|request: axum::http::Request<Body>| async move {
+                format!("{:?}", Peer::of(&request))
+            }),
+        );
+        let server = tokio::spawn(serve(Listener::Local(listener), app, async {
+            let _ = stop_rx.await;
+        }));
+        let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let uid = nix::unistd::Uid::effective().as_raw();
+        let expected = format!(
+            "Some(Local {{ uid: {uid}, pid: Some({}) }})",
+            std::process::id()
+        );
+        assert!(answer.ends_with(&expected), "{answer}");
         let _ = stop_tx.send(());
         server.await.unwrap();
     }

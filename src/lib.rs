@@ -26,6 +26,8 @@ pub const LONG_VERSION: &str = concat!(
     "\nEvery linked crate and its license: /usr/share/doc/whatsapp-mcp/copyright",
 );
 
+pub mod access;
+pub mod bridge_client;
 pub mod cli;
 pub mod config;
 mod connections;

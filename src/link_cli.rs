@@ -7,11 +7,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qrcode::render::unicode::Dense1x2;
 use serde::Deserialize;
 
+use crate::bridge_client::{BridgeClient, Limits};
 use crate::config::Config;
 use crate::exit::{EXIT_INTERRUPTED, EXIT_UNREACHABLE};
 
@@ -133,13 +135,25 @@ impl LinkView {
 /// A bridge client; requests run on the blocking pool so Ctrl-C is noticed while they wait.
 #[derive(Clone, Debug)]
 struct Bridge {
-    base: String,
-    token: Option<String>,
+    /// Reads are quick; asking WhatsApp for a pairing code can take a while.
+    reads: Arc<BridgeClient>,
+    acts: Arc<BridgeClient>,
 }
 
 impl Bridge {
+    fn new(config: &Config) -> Self {
+        let limit = |secs| Limits {
+            connect: None,
+            global: Some(Duration::from_secs(secs)),
+        };
+        Self {
+            reads: Arc::new(BridgeClient::new(config, limit(10))),
+            acts: Arc::new(BridgeClient::new(config, limit(90))),
+        }
+    }
+
     async fn link(&self) -> Result<LinkView, Failure> {
-        let body = self.call("GET", "/api/link", None).await?;
+        let body = self.call(None, "/api/link").await?;
         serde_json::from_value(body)
             .map_err(|err| Failure::Unreachable(format!("unexpected answer ({err})")))
     }
@@ -149,71 +163,54 @@ impl Bridge {
         path: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, Failure> {
-        self.call("POST", path, Some(body)).await
+        self.call(Some(body), path).await
     }
 
+    /// GET `path`, or POST `body` to it.
     async fn call(
         &self,
-        method: &'static str,
-        path: &str,
         body: Option<serde_json::Value>,
+        path: &str,
     ) -> Result<serde_json::Value, Failure> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let token = self.token.clone();
-        tokio::task::spawn_blocking(move || request(method, &url, token.as_deref(), body.as_ref()))
+        let bridge = self.clone();
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || bridge.request(&path, body.as_ref()))
             .await
             .map_err(|err| Failure::Unreachable(err.to_string()))?
     }
-}
 
-fn request(
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    body: Option<&serde_json::Value>,
-) -> Result<serde_json::Value, Failure> {
-    // Asking WhatsApp for a pairing code can take a while; reads are quick.
-    let timeout = if method == "GET" { 10 } else { 90 };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(timeout)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let auth = token.map(|token| format!("Bearer {token}"));
-    let sent = match body {
-        Some(body) => {
-            let mut request = agent.post(url).header("Content-Type", "application/json");
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.send(body.to_string())
+    fn request(
+        &self,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, Failure> {
+        let sent = match body {
+            Some(body) => self
+                .acts
+                .post(path)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+            None => self.reads.get(path).call(),
+        };
+        let mut response = sent.map_err(|err| Failure::Unreachable(self.reads.describe(&err)))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|err| Failure::Unreachable(err.to_string()))?;
+        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+        if (200..300).contains(&status) {
+            return json.ok_or_else(|| Failure::Unreachable(format!("unexpected answer: {text}")));
         }
-        None => {
-            let mut request = agent.get(url);
-            if let Some(auth) = &auth {
-                request = request.header("Authorization", auth);
-            }
-            request.call()
-        }
-    };
-    let mut response = sent.map_err(|err| Failure::Unreachable(err.to_string()))?;
-    let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|err| Failure::Unreachable(err.to_string()))?;
-    let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-    if (200..300).contains(&status) {
-        return json.ok_or_else(|| Failure::Unreachable(format!("unexpected answer: {text}")));
+        // An older service has no such endpoint; say so instead of echoing its 404.
+        let message = json
+            .as_ref()
+            .and_then(|j| j.get("error"))
+            .and_then(|e| e.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP {status}: {}", text.trim()));
+        Err(Failure::Refused { status, message })
     }
-    // An older service has no such endpoint; say so instead of echoing its 404.
-    let message = json
-        .as_ref()
-        .and_then(|j| j.get("error"))
-        .and_then(|e| e.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("HTTP {status}: {}", text.trim()));
-    Err(Failure::Refused { status, message })
 }
 
 /// Builds the runtime, runs `body` with a bridge client and turns failures into exit codes.
@@ -232,11 +229,9 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let bridge = Bridge {
-        base: config.bridge_url.clone(),
-        token: config.token.as_ref().map(|t| t.expose().to_owned()),
-    };
-    let url = config.bridge_url.clone();
+    let bridge = Bridge::new(config);
+    let url = bridge.reads.location();
+    let hint = bridge.reads.unauthorized_hint();
     runtime.block_on(async move {
         let outcome = tokio::select! {
             outcome = body(bridge) => outcome,
@@ -258,6 +253,13 @@ where
             }
             Err(Failure::Refused { status: 503, message }) => {
                 eprintln!("whatsapp-mcp: the service cannot do that now: {message}");
+                ExitCode::from(EXIT_UNREACHABLE)
+            }
+            Err(Failure::Refused { status: 401, .. }) => {
+                eprintln!(
+                    "whatsapp-mcp: the service at {url} refused this client (HTTP 401): {}",
+                    hint
+                );
                 ExitCode::from(EXIT_UNREACHABLE)
             }
             Err(Failure::Refused { status, message }) => {

@@ -1,12 +1,15 @@
-//! The listening sockets of both ports: taken from systemd socket activation, or bound from
-//! the config.
+//! The listening sockets of both ports and of the local Unix socket: taken from systemd socket
+//! activation, or bound from the config.
 //!
 //! systemd names its sockets with `FileDescriptorName=`; every socket named `bridge` serves the
-//! bridge and every one named `mcp` the MCP endpoint, so a socket unit with several
-//! `ListenStream=` lines (say IPv4 and IPv6) has each of its addresses served. Two sockets
-//! whose names say nothing are taken by position: first the bridge, then MCP.
+//! bridge, every one named `mcp` the MCP endpoint and every one named `local` (a Unix socket)
+//! the bridge for local users, so a socket unit with several `ListenStream=` lines (say IPv4 and
+//! IPv6) has each of its addresses served. Two sockets whose names say nothing are taken by
+//! position: first the bridge, then MCP.
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
@@ -17,6 +20,11 @@ pub enum ListenError {
     Bind {
         role: &'static str,
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on the local socket {path}: {source}")]
+    BindLocal {
+        path: PathBuf,
         source: std::io::Error,
     },
     #[error("socket activation passed {0}")]
@@ -30,6 +38,8 @@ pub struct Listeners {
     pub bridge: Vec<TcpListener>,
     /// At least one.
     pub mcp: Vec<TcpListener>,
+    /// Unix sockets serving the bridge to local users; none unless configured or passed.
+    pub local: Vec<UnixListener>,
     /// True when systemd (or `systemd-socket-activate`) supplied the sockets.
     pub activated: bool,
 }
@@ -39,6 +49,7 @@ pub struct Listeners {
 struct Roles {
     bridge: Vec<usize>,
     mcp: Vec<usize>,
+    local: Vec<usize>,
 }
 
 impl Listeners {
@@ -76,21 +87,45 @@ impl Listeners {
             .iter()
             .map(|&idx| take(idx, "MCP endpoint"))
             .collect::<Result<_, _>>()?;
+        let local = roles
+            .local
+            .iter()
+            .map(|&idx| {
+                fds.take_unix_listener(idx)
+                    .map_err(|err| {
+                        ListenError::Activation(format!(
+                            "fd {} for the local socket is unusable: {err}",
+                            idx + 3
+                        ))
+                    })?
+                    .ok_or_else(|| {
+                        ListenError::Activation(format!(
+                            "no Unix socket at position {idx} for the local socket"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             bridge,
             mcp,
+            local,
             activated: true,
         })
     }
 
-    /// Binds both configured addresses.
+    /// Binds both configured addresses, and the local socket when one is configured.
     pub fn bind(config: &Config) -> Result<Self, ListenError> {
         let bind = |role, addr| {
             TcpListener::bind(addr).map_err(|source| ListenError::Bind { role, addr, source })
         };
+        let local = match config.local_socket.serve_path() {
+            Some(path) => vec![bind_local(path)?],
+            None => Vec::new(),
+        };
         Ok(Self {
             bridge: vec![bind("bridge", config.bridge_listen)?],
             mcp: vec![bind("MCP endpoint", config.mcp_listen)?],
+            local,
             activated: false,
         })
     }
@@ -105,6 +140,34 @@ impl Listeners {
         let mcp = self.mcp.iter().map(|l| Ok(("MCP socket", l.local_addr()?)));
         bridge.chain(mcp).collect()
     }
+
+    /// The paths of the local sockets held.
+    pub fn local_paths(&self) -> Vec<PathBuf> {
+        self.local
+            .iter()
+            .filter_map(|l| l.local_addr().ok()?.as_pathname().map(Path::to_path_buf))
+            .collect()
+    }
+}
+
+/// Binds the local socket at `path`, readable and writable by owner and group only (0660).
+///
+/// A socket file left by a process that is gone is replaced; one that still answers is not,
+/// so two services never share a path.
+fn bind_local(path: &Path) -> Result<UnixListener, ListenError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let failed = |source| ListenError::BindLocal {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+        && std::os::unix::net::UnixStream::connect(path).is_err()
+    {
+        std::fs::remove_file(path).map_err(failed)?;
+    }
+    let listener = UnixListener::bind(path).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(failed)?;
+    Ok(listener)
 }
 
 /// Chooses which passed descriptors serve which role.
@@ -114,23 +177,24 @@ fn assign_roles(names: &[&str], count: usize) -> Result<Roles, ListenError> {
             .filter(|&idx| names.get(idx) == Some(&wanted))
             .collect()
     };
-    let (bridge, mcp) = (named("bridge"), named("mcp"));
+    let (bridge, mcp, local) = (named("bridge"), named("mcp"), named("local"));
     if !bridge.is_empty() && !mcp.is_empty() {
         for (idx, name) in names.iter().enumerate().take(count) {
-            if !matches!(*name, "bridge" | "mcp") {
+            if !matches!(*name, "bridge" | "mcp" | "local") {
                 tracing::warn!(
                     fd = idx + 3,
                     name,
-                    "ignoring a passed socket that is neither `bridge` nor `mcp`"
+                    "ignoring a passed socket that is neither `bridge`, `mcp` nor `local`"
                 );
             }
         }
-        return Ok(Roles { bridge, mcp });
+        return Ok(Roles { bridge, mcp, local });
     }
     match count {
         2 => Ok(Roles {
             bridge: vec![0],
             mcp: vec![1],
+            local: Vec::new(),
         }),
         0 | 1 => Err(ListenError::Activation(format!(
             "{count} socket(s) but two are needed (the bridge, e.g. port 8080, and MCP, e.g. port 3000)"
@@ -150,7 +214,21 @@ mod tests {
         Roles {
             bridge: bridge.to_vec(),
             mcp: mcp.to_vec(),
+            local: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_local_socket_is_found_by_name() {
+        let found = assign_roles(&["bridge", "local", "mcp"], 3).unwrap();
+        assert_eq!(
+            found,
+            Roles {
+                bridge: vec![0],
+                mcp: vec![2],
+                local: vec![1],
+            }
+        );
     }
 
     #[test]

@@ -20,7 +20,17 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LogTarget;
+use serde::{Deserialize, Serialize};
+
+/// Where log lines go (`log.target`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// journald when stderr is connected to the journal (`JOURNAL_STREAM`), else stderr.
+    Auto,
+    Journald,
+    Stderr,
+}
 
 /// The identifier journald files our lines under (`SYSLOG_IDENTIFIER`).
 pub const SYSLOG_IDENTIFIER: &str = "whatsapp-mcp";

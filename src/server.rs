@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::connections;
-use crate::http::{self, AccessPolicy};
+use crate::access::{AccessPolicy, BrowserSessions};
+use crate::connections::{self, Listener};
+use crate::http;
 use crate::listeners::Listeners;
 use crate::mcp;
 use crate::report::{self, AppContext};
@@ -37,8 +38,21 @@ pub async fn run(
     notifier: Notifier,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let local_paths = listeners.local_paths();
     let bridge = into_tokio(listeners.bridge)?;
     let mcp_listeners = into_tokio(listeners.mcp)?;
+    let local = listeners
+        .local
+        .into_iter()
+        .map(|listener| {
+            listener
+                .set_nonblocking(true)
+                .context("making the local socket non-blocking")?;
+            tokio::net::UnixListener::from_std(listener)
+                .map(Listener::Local)
+                .context("registering the local socket with tokio")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let addrs = |listeners: &[tokio::net::TcpListener]| -> std::io::Result<Vec<_>> {
         listeners
             .iter()
@@ -50,15 +64,26 @@ pub async fn run(
     let policy = AccessPolicy::new(ctx.config.token.clone());
     // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
     let mcp_endpoint = mcp::Endpoint::new(ctx.clone(), policy.clone());
-    let bridge_app = http::bridge_router(ctx.clone(), policy).merge(mcp_endpoint.bridge_routes());
+    // Browser logins are for the bridge's pages; the MCP port takes the header only.
+    let bridge_policy = policy.with_browser_login(BrowserSessions::default());
+    let bridge_app =
+        http::bridge_router(ctx.clone(), bridge_policy).merge(mcp_endpoint.bridge_routes());
     let mcp_app = mcp_endpoint.router();
+    let tcp = |listeners: Vec<tokio::net::TcpListener>| {
+        listeners.into_iter().map(Listener::Tcp).collect::<Vec<_>>()
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut servers = Vec::new();
-    for (listeners, app) in [(bridge, bridge_app), (mcp_listeners, mcp_app)] {
+    for (listeners, app) in [
+        (tcp(bridge), bridge_app.clone()),
+        (tcp(mcp_listeners), mcp_app),
+        // The local socket serves the bridge, `/mcp` included, to local users.
+        (local, bridge_app),
+    ] {
         for listener in listeners {
             servers.push(tokio::spawn(connections::serve(
                 listener,
@@ -77,6 +102,7 @@ pub async fn run(
     tracing::info!(
         bridge = ?bridge_addrs,
         mcp = ?mcp_addrs,
+        local = ?local_paths,
         activated = listeners.activated,
         backend = ctx.store.kind().as_str(),
         "whatsapp-mcp {} ready",

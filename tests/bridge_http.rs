@@ -10,8 +10,9 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use whatsapp_mcp::access::{AccessPolicy, BrowserSessions, LOGIN_COOKIE};
 use whatsapp_mcp::config::{Config, Secret};
-use whatsapp_mcp::http::{AccessPolicy, bridge_router};
+use whatsapp_mcp::http::bridge_router;
 use whatsapp_mcp::report::AppContext;
 use whatsapp_mcp::state::{Account, EngineStatus, LinkState, QrCode, StatusHandle};
 use whatsapp_mcp::store::{self, Store};
@@ -20,6 +21,8 @@ const TOKEN: &str = "test-token-5b1e0c7d9a";
 
 struct Bridge {
     ctx: AppContext,
+    /// The browser logins of this bridge, kept across the routers built per request.
+    sessions: BrowserSessions,
     _dir: tempfile::TempDir,
 }
 
@@ -42,6 +45,7 @@ impl Bridge {
                 store,
                 std::sync::Arc::new(whatsapp_mcp::engine::NoEngine::new("tests")),
             ),
+            sessions: BrowserSessions::default(),
             _dir: dir,
         }
     }
@@ -50,7 +54,7 @@ impl Bridge {
         let peer = SocketAddr::new(peer.parse().unwrap(), 50000);
         bridge_router(
             self.ctx.clone(),
-            AccessPolicy::new(Some(Secret::new(TOKEN))),
+            AccessPolicy::new(Some(Secret::new(TOKEN))).with_browser_login(self.sessions.clone()),
         )
         .layer(MockConnectInfo(peer))
     }
@@ -65,19 +69,25 @@ impl Bridge {
         if let Some(auth) = auth {
             request = request.header(header::AUTHORIZATION, auth);
         }
-        let response = self
-            .router(peer)
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        self.send(peer, request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn send(
+        &self,
+        peer: &str,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = self.router(peer).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, headers, String::from_utf8(body.to_vec()).unwrap())
     }
 
+    /// A client on this machine that shows the token, as every TCP client must.
     async fn local(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        self.get("127.0.0.1", path, None).await
+        self.get("127.0.0.1", path, Some(&format!("Bearer {TOKEN}")))
+            .await
     }
 
     async fn json(&self, path: &str) -> serde_json::Value {
@@ -262,32 +272,120 @@ async fn session_backend_reports_kind_and_schema_without_secrets() {
 }
 
 #[tokio::test]
-async fn remote_peers_need_the_token_and_loopback_does_not() {
+async fn every_tcp_peer_needs_the_token_loopback_included() {
     let bridge = Bridge::new().await;
-    for path in [
-        "/health",
-        "/api/status",
-        "/status",
-        "/qr",
-        "/api/session-backend",
-    ] {
-        let (code, headers, body) = bridge.get("192.0.2.10", path, None).await;
-        assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
-        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
-        assert!(!body.contains(TOKEN));
-        let (code, _, _) = bridge
-            .get("192.0.2.10", path, Some("Bearer nope-nope-nope-nope"))
-            .await;
-        assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
-        let (code, _, _) = bridge
-            .get("192.0.2.10", path, Some(&format!("Bearer {TOKEN}")))
-            .await;
-        assert_eq!(code, StatusCode::OK, "{path}");
-        let (code, _, _) = bridge.get("2001:db8::1", path, None).await;
-        assert_eq!(code, StatusCode::UNAUTHORIZED, "{path}");
-        let (code, _, _) = bridge.get("::1", path, None).await;
+    for path in ["/api/status", "/status", "/qr", "/api/session-backend"] {
+        for peer in ["192.0.2.10", "2001:db8::1", "127.0.0.1", "::1"] {
+            let (code, headers, body) = bridge.get(peer, path, None).await;
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{peer} {path}");
+            assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+            assert!(!body.contains(TOKEN));
+            let (code, _, _) = bridge
+                .get(peer, path, Some("Bearer nope-nope-nope-nope"))
+                .await;
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{peer} {path}");
+            let (code, _, _) = bridge
+                .get(peer, path, Some(&format!("Bearer {TOKEN}")))
+                .await;
+            assert_eq!(code, StatusCode::OK, "{peer} {path}");
+        }
+    }
+    // Liveness answers anyone: it tells nothing but the version.
+    for peer in ["192.0.2.10", "127.0.0.1"] {
+        let (code, _, _) = bridge.get(peer, "/health", None).await;
+        assert_eq!(code, StatusCode::OK, "{peer}");
+    }
+}
+
+#[tokio::test]
+async fn a_browser_logs_in_once_and_then_sees_the_pages() {
+    let bridge = Bridge::new().await;
+    let page = |path: &str, cookie: Option<&str>| {
+        let mut request = Request::get(path)
+            .header(header::HOST, "localhost:8080")
+            .header(header::ACCEPT, "text/html,application/xhtml+xml");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    // A page without a login sends the browser to the form, which comes back to the page.
+    let (code, headers, _) = bridge.send("127.0.0.1", page("/qr", None)).await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login?next=/qr");
+    let (code, headers, body) = bridge
+        .send("127.0.0.1", page("/login?next=/qr", None))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        body.contains("name=\"token\"") && body.contains("value=\"/qr\""),
+        "{body}"
+    );
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("form-action 'self'")
+    );
+
+    let login = |form: String, origin: &str| {
+        Request::post("/login")
+            .header(header::HOST, "localhost:8080")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap()
+    };
+    let (code, headers, body) = bridge
+        .send(
+            "127.0.0.1",
+            login(
+                "token=wrong-wrong-wrong&next=%2Fqr".to_owned(),
+                "http://localhost:8080",
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    assert!(!body.contains("wrong-wrong-wrong"));
+    // Another site's page cannot log the browser in, even with the token.
+    let (code, headers, _) = bridge
+        .send(
+            "127.0.0.1",
+            login(format!("token={TOKEN}"), "https://evil.example"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert!(!headers.contains_key(header::SET_COOKIE));
+
+    let (code, headers, _) = bridge
+        .send(
+            "127.0.0.1",
+            login(format!("token={TOKEN}&next=%2Fqr"), "http://localhost:8080"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/qr");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie names a session, not the token"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    for path in ["/qr", "/status", "/api/status"] {
+        let (code, _, _) = bridge.send("127.0.0.1", page(path, Some(pair))).await;
         assert_eq!(code, StatusCode::OK, "{path}");
     }
+    // A made-up session is no login.
+    let forged = format!("{LOGIN_COOKIE}={}", "0".repeat(64));
+    let (code, _, _) = bridge
+        .send("127.0.0.1", page("/status", Some(&forged)))
+        .await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -207,13 +207,17 @@ async fn sse_sessions_are_capped() {
 }
 
 #[tokio::test]
-async fn remote_peers_need_the_token_on_every_transport() {
+async fn every_tcp_peer_needs_the_token_on_every_transport() {
     let rig = rig(|_| {}).await;
-    let remote = rig.app(REMOTE);
-    for (method, uri) in [
-        ("POST", "/mcp"),
-        ("GET", "/sse"),
-        ("POST", "/messages?sessionId=x"),
+    let remote = rig.bare_app(REMOTE);
+    for (method, uri, peer) in [
+        ("POST", "/mcp", REMOTE),
+        ("GET", "/sse", REMOTE),
+        ("POST", "/messages?sessionId=x", REMOTE),
+        // Loopback proves nothing: a reverse proxy and other local users come from there too.
+        ("POST", "/mcp", LOCAL),
+        ("GET", "/sse", LOCAL),
+        ("POST", "/messages?sessionId=x", LOCAL),
     ] {
         for auth in [None, Some("Bearer wrong-token")] {
             let mut request = Request::builder()
@@ -223,8 +227,8 @@ async fn remote_peers_need_the_token_on_every_transport() {
             if let Some(auth) = auth {
                 request = request.header("authorization", auth);
             }
-            let response = remote
-                .clone()
+            let response = rig
+                .bare_app(peer)
                 .oneshot(request.body(Body::from(initialize(1))).unwrap())
                 .await
                 .unwrap();
@@ -247,8 +251,14 @@ async fn remote_peers_need_the_token_on_every_transport() {
 
 #[tokio::test]
 async fn foreign_hosts_and_origins_are_refused() {
-    let rig = rig(|config| config.allowed_origins = vec!["https://app.example.com".into()]).await;
-    let app = rig.app(LOCAL);
+    // With no token configured, loopback clients need none, and the Host/Origin rule is what
+    // keeps a page with a rebound DNS name out (with a token, it gets a 401 first).
+    let rig = rig(|config| {
+        config.allowed_origins = vec!["https://app.example.com".into()];
+        config.token = None;
+    })
+    .await;
+    let app = rig.bare_app(LOCAL);
     for (host, origin, expected) in [
         ("attacker.example:3000", None, StatusCode::FORBIDDEN),
         (
@@ -335,11 +345,14 @@ async fn streamable_http_refuses_bad_bodies_and_keeps_serving() {
 #[tokio::test]
 async fn the_bridge_serves_streamable_http_for_the_stdio_relay() {
     let rig = rig(|_| {}).await;
-    let addr: std::net::SocketAddr = LOCAL.parse().unwrap();
-    let bridge = rig
-        .endpoint
-        .bridge_routes()
-        .layer(axum::extract::connect_info::MockConnectInfo(addr));
+    // The relay's usual way in: the local socket, which needs no token.
+    let bridge =
+        rig.endpoint
+            .bridge_routes()
+            .layer(axum::Extension(whatsapp_mcp::access::Peer::Local {
+                uid: 1000,
+                pid: None,
+            }));
     let mut client = Client::new(bridge.clone());
     client.initialize().await;
     assert_eq!(

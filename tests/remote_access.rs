@@ -2,264 +2,53 @@
 //! namespace of its own, and every request comes from a second namespace on the other end of
 //! the pair, so the service sees a non-loopback peer (not a simulated one).
 //!
-//! Every route of both routers is tried without a token, with a wrong one, with the right one
-//! and a foreign `Origin`, and with the right one alone: only the last passes. The routes are
-//! read from the router sources, so a route added without a line here fails the test. Neither
-//! token may appear in an answer or in the service's log. Needs root (`ip netns`, iproute2) and
-//! curl.
+//! Every route of both routers is tried without a token, with a wrong one, with a non-bearer
+//! one, with a foreign `Origin`, with the right token and a foreign `Origin`, and with the right
+//! token alone: only the last passes, except `/health` and the login form, which answer anyone
+//! (the form still refuses a foreign `Origin`), and a login with a wrong token, which nothing
+//! lets through. The routes are read from the router sources, so a route added without a line
+//! in tests/common/netns.rs fails the test. A browser login with the right token then opens the
+//! bridge's pages. Neither token may appear in an answer or in the service's log. Needs root
+//! (`ip netns`, iproute2) and curl.
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "remote-access-token-5f2c9a7e13b4";
-const WRONG: &str = "remote-access-wrong-0d8e6b1a47c3";
-/// TEST-NET-1 (RFC 5737): addresses that exist only on this veth pair.
-const SERVER_IP: &str = "192.0.2.1";
-const CLIENT_IP: &str = "192.0.2.2";
-const BRIDGE: u16 = 8080;
-const MCP: u16 = 3000;
+use common::netns::{
+    Access, Answer, BRIDGE, Curl, MCP, Namespaces, ROUTES, SERVER_IP, TOKEN, WRONG,
+};
 
-/// One request per route: which port, method, path (with query), and body.
-struct Route {
-    port: u16,
-    method: &'static str,
-    path: &'static str,
-    body: &'static str,
-}
-
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"remote","version":"1"}}}"#;
-
-const ROUTES: &[Route] = &[
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/health",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/api/status",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/api/session-backend",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/status",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/qr",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/api/link",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "POST",
-        path: "/api/link",
-        body: "",
-    },
-    Route {
-        port: BRIDGE,
-        method: "POST",
-        path: "/api/pair",
-        body: r#"{"phone":"+31612345678"}"#,
-    },
-    Route {
-        port: BRIDGE,
-        method: "POST",
-        path: "/api/logout",
-        body: r#"{"wipe_archive":false}"#,
-    },
-    Route {
-        port: BRIDGE,
-        method: "POST",
-        path: "/mcp",
-        body: INITIALIZE,
-    },
-    Route {
-        port: BRIDGE,
-        method: "GET",
-        path: "/no-such-page",
-        body: "",
-    },
-    Route {
-        port: MCP,
-        method: "GET",
-        path: "/health",
-        body: "",
-    },
-    Route {
-        port: MCP,
-        method: "POST",
-        path: "/mcp",
-        body: INITIALIZE,
-    },
-    Route {
-        port: MCP,
-        method: "GET",
-        path: "/mcp",
-        body: "",
-    },
-    Route {
-        port: MCP,
-        method: "GET",
-        path: "/sse",
-        body: "",
-    },
-    Route {
-        port: MCP,
-        method: "POST",
-        path: "/messages?sessionId=none",
-        body: INITIALIZE,
-    },
-    Route {
-        port: MCP,
-        method: "GET",
-        path: "/no-such-page",
-        body: "",
-    },
-];
-
-/// The paths the routers declare, read from their sources.
-fn declared_routes() -> BTreeSet<String> {
-    let mut paths = BTreeSet::new();
-    for source in [
-        include_str!("../src/http/mod.rs"),
-        include_str!("../src/mcp/mod.rs"),
-    ] {
-        for marker in [".route(\"", ".route_service(\""] {
-            for rest in source.split(marker).skip(1) {
-                paths.insert(rest.split('"').next().unwrap().to_owned());
-            }
-        }
-    }
-    paths
-}
-
-/// Two namespaces joined by a veth pair; removed (with the pair) when dropped.
-struct Namespaces {
-    server: String,
-    client: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Namespaces {
-    fn new() -> Self {
-        let tag = format!("wamcp{}", std::process::id());
-        let ns = Self {
-            server: format!("{tag}s"),
-            client: format!("{tag}c"),
-        };
-        let (a, b) = (format!("{tag}a"), format!("{tag}b"));
-        ip(&["netns", "add", &ns.server]);
-        ip(&["netns", "add", &ns.client]);
-        ip(&[
-            "link", "add", &a, "netns", &ns.server, "type", "veth", "peer", "name", &b, "netns",
-            &ns.client,
-        ]);
-        for (netns, dev, addr) in [(&ns.server, &a, SERVER_IP), (&ns.client, &b, CLIENT_IP)] {
-            ip(&[
-                "-n",
-                netns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                dev,
-            ]);
-            ip(&["-n", netns, "link", "set", dev, "up"]);
-            ip(&["-n", netns, "link", "set", "lo", "up"]);
-        }
-        ns
+/// The statuses a request without a valid credential may get, by the route's access rule and
+/// whether it came with a foreign `Origin`.
+fn refused(access: Access, foreign_origin: bool, path: &str) -> &'static [u16] {
+    match (access, foreign_origin) {
+        (Access::Token, _) => &[401],
+        // `/health` skips the Host/Origin guard; the login form does not.
+        (Access::Open, true) if path != "/health" => &[403],
+        (Access::Open, _) => &[200],
+        (Access::WrongLogin, true) => &[403],
+        (Access::WrongLogin, false) => &[401],
     }
 }
 
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for netns in [&self.server, &self.client] {
-            let _ = Command::new("ip").args(["netns", "del", netns]).status();
-        }
-    }
-}
-
-/// A request from the client namespace: status and whole answer (headers and body).
-fn curl(ns: &Namespaces, route: &Route, headers: &[String]) -> (u16, String) {
-    let url = format!("http://{SERVER_IP}:{}{}", route.port, route.path);
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &ns.client,
-        "curl",
-        "-s",
-        "-i",
-        "--max-time",
-        "3",
-    ])
-    .args(["-X", route.method]);
-    for header in headers {
-        cmd.arg("-H").arg(header);
-    }
-    if route.method == "POST" {
-        cmd.args(["-H", "Content-Type: application/json"])
-            .args(["-H", "Accept: application/json, text/event-stream"])
-            .args(["--data-binary", route.body]);
-    }
-    let out = cmd.arg(&url).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let status = text
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+fn has_session_cookie(answer: &Answer) -> bool {
+    answer
+        .headers("set-cookie")
+        .iter()
+        .any(|cookie| cookie.starts_with("whatsapp_mcp_session="))
 }
 
 #[test]
 fn remote_peers_need_the_token_on_every_route_and_foreign_origins_are_refused() {
-    let declared = declared_routes();
-    let covered: BTreeSet<String> = ROUTES
-        .iter()
-        .map(|r| r.path.split('?').next().unwrap().to_owned())
-        .collect();
-    let missing: Vec<&String> = declared.difference(&covered).collect();
-    assert!(
-        missing.is_empty(),
-        "routes without an access check in this test: {missing:?}"
-    );
+    common::netns::assert_every_route_is_covered();
 
     let ns = Namespaces::new();
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("serve.log");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.server, common::binary(), "serve"])
+    let mut child = Namespaces::command(&ns.server, common::binary())
+        .arg("serve")
         .envs(common::isolated_env(data.path()))
         .env("WHATSAPP_MCP_ENGINE", "fake")
         .env("WHATSAPP_MCP_LOG", "debug")
@@ -276,64 +65,135 @@ fn remote_peers_need_the_token_on_every_route_and_foreign_origins_are_refused() 
         .spawn()
         .map(common::KillOnDrop)
         .unwrap();
-    let health = &ROUTES[0];
-    let auth = vec![format!("Authorization: Bearer {TOKEN}")];
+    let base = |port: u16| format!("http://{SERVER_IP}:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while curl(&ns, health, &auth).0 != 200 {
+    while Curl::new(&ns.client, "GET", &format!("{}/health", base(BRIDGE)))
+        .send()
+        .status
+        != 200
+    {
         assert!(Instant::now() < deadline, "the service never answered");
         assert!(child.try_wait().unwrap().is_none(), "the service exited");
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    let auth = format!("Authorization: Bearer {TOKEN}");
     let foreign = "Origin: https://evil.example".to_owned();
     let mut answers = Vec::new();
     let mut checked = 0;
     for route in ROUTES {
-        let what = format!("{} :{}{}", route.method, route.port, route.path);
-        for (case, headers, allowed) in [
-            ("no token", vec![], &[401][..]),
+        let what = route.label();
+        let send =
+            |headers: &[String]| route.request(&ns.client, &base(route.port), headers).send();
+        for (case, headers, foreign_origin) in [
+            ("no token", vec![], false),
             (
                 "wrong token",
                 vec![format!("Authorization: Bearer {WRONG}")],
-                &[401],
+                false,
             ),
             (
                 "not a bearer token",
                 vec![format!("Authorization: Basic {TOKEN}")],
-                &[401],
+                false,
             ),
-            ("foreign Origin, no token", vec![foreign.clone()], &[401]),
+            ("foreign Origin, no token", vec![foreign.clone()], true),
         ] {
-            let (status, text) = curl(&ns, route, &headers);
-            assert!(allowed.contains(&status), "{what} with {case}: {text}");
-            answers.push(text);
+            let answer = send(&headers);
+            let allowed = refused(route.access, foreign_origin, route.path);
+            assert!(
+                allowed.contains(&answer.status),
+                "{what} with {case}: {}",
+                answer.text
+            );
+            answers.push(answer);
             checked += 1;
         }
         // The token lifts the Host rule, not the Origin rule; /health reveals nothing and skips
         // both, because load balancers probe it under their own names.
-        let with_origin = vec![auth[0].clone(), foreign.clone()];
-        let (status, text) = curl(&ns, route, &with_origin);
+        let answer = send(&[auth.clone(), foreign.clone()]);
         if route.path == "/health" {
-            assert_eq!(status, 200, "{what}: {text}");
+            assert_eq!(answer.status, 200, "{what}: {}", answer.text);
         } else {
             assert_eq!(
-                status, 403,
-                "{what} with the token and a foreign Origin: {text}"
+                answer.status, 403,
+                "{what} with the token and a foreign Origin: {}",
+                answer.text
             );
         }
-        answers.push(text);
-        let (status, text) = curl(&ns, route, &auth);
-        assert!(
-            status != 0 && status != 401 && status != 403,
-            "{what} with the right token: {text}"
-        );
-        answers.push(text);
+        answers.push(answer);
+        let answer = send(std::slice::from_ref(&auth));
+        if route.access == Access::WrongLogin {
+            assert_eq!(
+                answer.status, 401,
+                "{what}: the header does not make a wrong token in the form right: {}",
+                answer.text
+            );
+        } else {
+            assert!(
+                ![0, 401, 403].contains(&answer.status),
+                "{what} with the right token: {}",
+                answer.text
+            );
+        }
+        answers.push(answer);
         checked += 2;
+    }
+    for answer in &answers {
+        assert!(
+            !has_session_cookie(answer),
+            "a session cookie without the token: {}",
+            answer.text
+        );
     }
     println!(
         "{checked} requests over {} routes from a non-loopback peer",
         ROUTES.len()
     );
+
+    // A browser on the other machine logs in with the form and then sees the pages, while the
+    // API still refuses a request that has neither the header nor the cookie.
+    let bridge = base(BRIDGE);
+    let origin = format!("Origin: {bridge}");
+    let login = Curl::new(&ns.client, "POST", &format!("{bridge}/login"))
+        .header(&origin)
+        .header("Sec-Fetch-Site: same-origin")
+        .body(
+            "application/x-www-form-urlencoded",
+            &format!("token={TOKEN}&next=%2Fqr"),
+        )
+        .send();
+    assert_eq!(login.status, 303, "{}", login.text);
+    assert_eq!(login.header("location"), Some("/qr"), "{}", login.text);
+    let cookie = login
+        .headers("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("whatsapp_mcp_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {}", login.text))
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    let pair = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    for path in ["/status", "/qr", "/api/status"] {
+        let page = Curl::new(&ns.client, "GET", &format!("{bridge}{path}"))
+            .header(&pair)
+            .header("Accept: text/html")
+            .send();
+        assert_eq!(page.status, 200, "{path} with the cookie: {}", page.text);
+        answers.push(page);
+    }
+    let page = Curl::new(&ns.client, "GET", &format!("{bridge}/status"))
+        .header("Accept: text/html")
+        .send();
+    assert_eq!(page.status, 303, "a page without login: {}", page.text);
+    assert_eq!(
+        page.header("location"),
+        Some("/login?next=/status"),
+        "{}",
+        page.text
+    );
+    answers.push(login);
 
     common::terminate(child.id());
     common::wait_with_timeout(&mut child, Duration::from_secs(15)).expect("a clean exit");
@@ -345,7 +205,11 @@ fn remote_peers_need_the_token_on_every_route_and_foreign_origins_are_refused() 
     for secret in [TOKEN, WRONG] {
         assert!(!log.contains(secret), "a token in the log");
         for answer in &answers {
-            assert!(!answer.contains(secret), "a token in an answer: {answer}");
+            assert!(
+                !answer.text.contains(secret),
+                "a token in an answer: {}",
+                answer.text
+            );
         }
     }
 }

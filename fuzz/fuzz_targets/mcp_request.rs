@@ -24,7 +24,7 @@ use tower::ServiceExt;
 use whatsapp_mcp::config::Config;
 use whatsapp_mcp::engine::fake::FakeEngine;
 use whatsapp_mcp::engine::ingest::Ingest;
-use whatsapp_mcp::http::AccessPolicy;
+use whatsapp_mcp::access::AccessPolicy;
 use whatsapp_mcp::mcp::Endpoint;
 use whatsapp_mcp::report::AppContext;
 use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};

@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -133,32 +133,12 @@ pub(super) async fn post_logout(
 /// Browsers send `Sec-Fetch-Site` and `Origin` on cross-site POSTs; command-line clients send
 /// neither. `Origin` must name the host the request was sent to.
 fn same_origin(headers: &HeaderMap) -> Result<(), Box<Response>> {
-    cross_site(headers).map_or(Ok(()), |why| {
+    crate::access::cross_site(headers).map_or(Ok(()), |why| {
         Err(Box::new(error(
             StatusCode::FORBIDDEN,
             &format!("refused a cross-site request ({why}): use the bridge's own pages or a command-line client"),
         )))
     })
-}
-
-/// The header that gives a request away as cross-site, if one does.
-fn cross_site(headers: &HeaderMap) -> Option<String> {
-    let text =
-        |value: &axum::http::HeaderValue| String::from_utf8_lossy(value.as_bytes()).into_owned();
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
-        return Some(format!("Sec-Fetch-Site: {}", text(site)));
-    }
-    let origin = text(headers.get(header::ORIGIN)?);
-    let host = headers.get(header::HOST).map(text);
-    let matches_host = host.is_some_and(|host| {
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(&host))
-    });
-    (!matches_host).then(|| format!("Origin: {origin}"))
 }
 
 fn ok_json(value: serde_json::Value) -> Response {
@@ -192,14 +172,15 @@ mod tests {
 
     use axum::body::Body;
     use axum::extract::connect_info::MockConnectInfo;
-    use axum::http::Request;
+    use axum::http::{Request, header};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     use super::*;
+    use crate::access::AccessPolicy;
     use crate::config::Config;
     use crate::engine::{DownloadedMedia, Engine, MediaKind, OutgoingFile};
-    use crate::http::{AccessPolicy, bridge_router};
+    use crate::http::bridge_router;
     use crate::state::{EngineStatus, QrCode, StatusHandle};
     use crate::store::model::Message;
 

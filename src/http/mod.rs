@@ -3,8 +3,8 @@
 //! Handlers only read: the live status from [`crate::state`] and counts from the store. Every
 //! response carries headers that keep browsers from sniffing, framing or leaking it.
 
-mod auth;
 mod link;
+mod login;
 mod pages;
 
 use axum::Router;
@@ -15,21 +15,20 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-pub use auth::{AccessPolicy, require_token};
-
-use crate::mcp::guard::OriginGuard;
+use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
 use crate::report::{self, AppContext};
 use crate::state::LinkState;
 
 /// Largest request body the bridge accepts; it has no endpoint that takes a body yet.
 const BRIDGE_BODY_LIMIT: usize = 64 * 1024;
 
-/// The bridge's routes, guarded by `policy` and, except for `/health`, by the same Host/Origin
-/// rule as the MCP endpoints: a page that rebinds its own DNS name to 127.0.0.1 would otherwise
-/// be "same origin" with the bridge and could read the QR code or log the account out.
+/// The bridge's routes. Everything but `/health` and `/login` sits behind `policy`; everything
+/// but `/health` behind the same Host/Origin rule as the MCP endpoints: a page that rebinds its
+/// own DNS name to 127.0.0.1 would otherwise be "same origin" with the bridge and could read the
+/// QR code or log the account out. `policy` should accept browser logins, which `/login` opens.
 pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
     let origin_guard = OriginGuard::new(&ctx.config);
-    Router::new()
+    let guarded = Router::new()
         .route("/api/status", get(api_status))
         .route("/api/session-backend", get(session_backend))
         .route("/status", get(status_page))
@@ -39,10 +38,23 @@ pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
         .route("/api/logout", post(link::post_logout))
         .fallback(not_found)
         .with_state(ctx)
-        .layer(middleware::from_fn_with_state(origin_guard, same_site_only))
-        .route("/health", get(health))
+        .layer(middleware::from_fn_with_state(
+            origin_guard.clone(),
+            same_site_only,
+        ))
         .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(policy, require_token))
+        .layer(middleware::from_fn_with_state(
+            policy.clone(),
+            require_token,
+        ));
+    let login = Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .with_state(policy)
+        .layer(middleware::from_fn_with_state(origin_guard, same_site_only))
+        .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT));
+    guarded
+        .merge(login)
+        .route("/health", get(health))
         .layer(middleware::map_response(security_headers))
 }
 
@@ -55,32 +67,13 @@ async fn same_site_only(
 ) -> Response {
     match guard.check(request.headers()) {
         Ok(()) => next.run(request).await,
-        Err((status, message)) => {
-            (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
-        }
+        Err((status, message)) => error_json(status, &message),
     }
 }
 
-/// Headers every response gets: no sniffing, no framing, no referrer, and a content policy
-/// that allows nothing but our own inline styles and the inline QR image.
-pub async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; form-action 'none'",
-        ),
-    );
-    response
+/// The bridge's error shape: `{"error": "..."}`.
+fn error_json(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 #[derive(Serialize)]

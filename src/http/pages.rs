@@ -249,3 +249,26 @@ mod tests {
         assert_eq!(human_duration(2 * 86_400 + 3600), "2d 1h");
     }
 }
+
+/// The `/login` form: one password field for the token, posted to `/login` with the page to
+/// come back to.
+pub(super) fn login(landing: &str, problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|text| format!("<p class=\"badge bad\">{}</p>", escape(text)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>WhatsApp MCP</h1>{problem}<p>This server's pages need its token, once per browser. \
+         It is in <code>/etc/whatsapp-mcp/token</code> on the server.</p>\
+         <form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"next\" value=\"{landing}\">\
+         <label>Token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
+         <button type=\"submit\">Log in</button></form>",
+        landing = escape(landing),
+    );
+    // No refresh: it would throw away what is being typed.
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Log in · WhatsApp MCP</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )
+}

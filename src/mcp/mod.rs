@@ -2,8 +2,9 @@
 //! service), the legacy HTTP+SSE pair (`/sse` + `/messages`, [`sse`]) and stdin/stdout
 //! ([`stdio`]).
 //!
-//! Only this module knows JSON-RPC. Every HTTP route sits behind the same layers: security
-//! headers, the bearer token for non-loopback peers, the DNS-rebinding guard, and a body limit.
+//! Only this module knows JSON-RPC. Every HTTP route sits behind the same layers of
+//! [`crate::access`]: security headers, the access policy, the DNS-rebinding guard, and a body
+//! limit; `/health` skips all but the headers.
 
 pub mod guard;
 pub mod output;
@@ -23,7 +24,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{AccessPolicy, require_token, security_headers};
+use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
 use crate::report::AppContext;
 
 pub use tools::{STATUS_URI, WRITE_TOOLS, WhatsAppTools};
@@ -120,18 +121,24 @@ impl Endpoint {
             .route("/messages", post(sse::post))
             .with_state(self.sse.clone())
             .merge(self.streamable_route());
-        // `/health` skips the Host/Origin guard: it reveals nothing, and load balancers probe
-        // it under their own names.
-        let routes = self.guarded(transports).route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        );
+        let routes = self.guarded(transports);
         #[cfg(feature = "fake-engine")]
         let routes = routes.route(
             "/debug/sessions",
             get(debug_sessions).with_state(self.clone()),
         );
-        self.outer(routes)
+        // `/health` skips the token and the Host/Origin guard: it reveals nothing, and load
+        // balancers and proxies probe it under their own names and without credentials.
+        let routes = routes
+            .layer(middleware::from_fn_with_state(
+                self.policy.clone(),
+                require_token,
+            ))
+            .route(
+                "/health",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            );
+        routes.layer(middleware::map_response(security_headers))
     }
 
     /// Streamable HTTP at `/mcp` for the bridge port, so `whatsapp-mcp stdio` needs nothing but
@@ -150,7 +157,7 @@ impl Endpoint {
 
     /// The DNS-rebinding guard and the body limit.
     fn guarded(&self, routes: Router) -> Router {
-        let origin_guard = guard::OriginGuard::new(&self.ctx.config);
+        let origin_guard = OriginGuard::new(&self.ctx.config);
         routes
             .layer(middleware::from_fn_with_state(
                 self.options.body_limit,
@@ -162,7 +169,7 @@ impl Endpoint {
             ))
     }
 
-    /// The bearer token for non-loopback peers and the security headers, as on the bridge.
+    /// The access policy and the security headers, as on the bridge.
     fn outer(&self, routes: Router) -> Router {
         routes
             .layer(middleware::from_fn_with_state(

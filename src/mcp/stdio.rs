@@ -24,6 +24,7 @@ use std::time::Duration;
 use rmcp::ServiceExt;
 use serde_json::{Value, json};
 
+use crate::bridge_client::{BridgeClient, Limits};
 use crate::config::Config;
 use crate::exit::EXIT_UNREACHABLE;
 use crate::report::AppContext;
@@ -32,7 +33,7 @@ use crate::state::{EngineStatus, LinkState, StatusHandle};
 use super::tools::WhatsAppTools;
 
 /// How [`Relay::probe`] words a refusal for want of the right token.
-const UNAUTHORIZED: &str = "GET /health answered HTTP 401 Unauthorized";
+const UNAUTHORIZED: &str = "HTTP 401 Unauthorized";
 
 /// How long to wait for the daemon to accept a connection (socket activation included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -168,38 +169,33 @@ fn delivery(err: &ureq::Error) -> Delivery {
 /// The relay's connection to the daemon.
 #[derive(Debug)]
 struct Relay {
-    agent: ureq::Agent,
+    client: BridgeClient,
+    /// Where `/mcp` is, for messages.
     url: String,
-    authorization: Option<String>,
     state: Mutex<RelayState>,
     stdout: Mutex<std::io::Stdout>,
 }
 
 fn run_relay(config: &Config) -> ExitCode {
-    let base = config.bridge_url.trim_end_matches('/').to_owned();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let client = BridgeClient::new(
+        config,
+        Limits {
+            connect: Some(CONNECT_TIMEOUT),
+            global: None,
+        },
+    );
+    let base = client.location();
     let relay = Arc::new(Relay {
-        agent,
-        url: format!("{base}/mcp"),
-        authorization: config
-            .token
-            .as_ref()
-            .map(|token| format!("Bearer {}", token.expose())),
+        url: client.url("/mcp"),
+        client,
         state: Mutex::default(),
         stdout: Mutex::new(std::io::stdout()),
     });
-    if let Err(detail) = relay.probe(&base) {
-        if detail.starts_with(UNAUTHORIZED) {
-            // It runs, but wants the token from a client on another machine.
+    if let Err(detail) = relay.probe() {
+        if detail == UNAUTHORIZED {
             eprintln!(
-                "whatsapp-mcp stdio: the whatsapp-mcp service at {base} refused this client: \
-                 {detail}\nIt needs the service's token: set WHATSAPP_MCP_TOKEN (or \
-                 WHATSAPP_MCP_TOKEN_FILE, or [auth] token_file in the config) to the token in \
-                 /etc/whatsapp-mcp/token on that machine."
+                "whatsapp-mcp stdio: the whatsapp-mcp service at {base} refused this client (HTTP 401): {}",
+                relay.client.unauthorized_hint()
             );
             return ExitCode::from(EXIT_UNREACHABLE);
         }
@@ -271,25 +267,23 @@ fn run_relay(config: &Config) -> ExitCode {
 
 impl Relay {
     /// Checks that the daemon answers at all, before the client starts talking.
-    fn probe(&self, base: &str) -> Result<(), String> {
-        let mut request = self.agent.get(format!("{base}/health"));
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
-        let response = request.call().map_err(|err| err.to_string())?;
+    /// `/api/status` rather than `/health`, which answers without a token and so could not tell
+    /// a client that its token is missing or wrong.
+    fn probe(&self) -> Result<(), String> {
+        let response = self
+            .client
+            .get("/api/status")
+            .call()
+            .map_err(|err| self.client.describe(&err))?;
         if response.status().is_success() {
             Ok(())
         } else if response.status() == 401 {
-            Err(format!(
-                "{UNAUTHORIZED} ({})",
-                if self.authorization.is_some() {
-                    "the token given is wrong"
-                } else {
-                    "no token given"
-                }
-            ))
+            Err(UNAUTHORIZED.to_owned())
         } else {
-            Err(format!("GET /health answered HTTP {}", response.status()))
+            Err(format!(
+                "GET /api/status answered HTTP {}",
+                response.status()
+            ))
         }
     }
 
@@ -345,8 +339,8 @@ impl Relay {
         protocol_version: Option<&str>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut request = self
-            .agent
-            .post(&self.url)
+            .client
+            .post("/mcp")
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         if let Some(id) = session_id {
@@ -354,9 +348,6 @@ impl Relay {
         }
         if let Some(version) = protocol_version {
             request = request.header("MCP-Protocol-Version", version);
-        }
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
         }
         request.send(body)
     }
@@ -568,11 +559,11 @@ impl Relay {
             .session_id
             .clone();
         if let Some(id) = session_id {
-            let mut request = self.agent.delete(&self.url).header("Mcp-Session-Id", &id);
-            if let Some(auth) = &self.authorization {
-                request = request.header("Authorization", auth);
-            }
-            let _ = request.call();
+            let _ = self
+                .client
+                .delete("/mcp")
+                .header("Mcp-Session-Id", &id)
+                .call();
         }
     }
 }

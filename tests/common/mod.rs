@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: free ports, a notify socket, HTTP, the binary.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod netns;
 pub mod pg;
 pub mod stdio;
 
@@ -159,6 +160,7 @@ pub fn wait_for_http(url: &str, timeout: Duration) -> bool {
 }
 
 /// A child process that is killed if the test ends (or panics) while it still runs.
+#[derive(Debug)]
 pub struct KillOnDrop(pub std::process::Child);
 
 impl std::ops::Deref for KillOnDrop {

@@ -24,11 +24,17 @@ impl StdioClient {
     /// Spawns `whatsapp-mcp ARGS` with the data directory `data`, pointed at the service whose
     /// bridge listens on `bridge`. Sends nothing yet.
     pub fn spawn(args: &[&str], data: &Path, bridge: u16) -> Self {
+        let url = format!("http://127.0.0.1:{bridge}");
+        Self::spawn_with(args, data, &[("WHATSAPP_BRIDGE_URL", url.as_str())])
+    }
+
+    /// Like [`StdioClient::spawn`], with `env` saying where the service is.
+    pub fn spawn_with(args: &[&str], data: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(common::binary())
             .args(args)
             .envs(common::isolated_env(data))
             .env("WHATSAPP_MCP_LOG", "warn")
-            .env("WHATSAPP_BRIDGE_URL", format!("http://127.0.0.1:{bridge}"))
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

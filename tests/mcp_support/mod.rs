@@ -14,9 +14,9 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use whatsapp_mcp::access::AccessPolicy;
 use whatsapp_mcp::config::{Config, Secret};
 use whatsapp_mcp::engine::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
-use whatsapp_mcp::http::AccessPolicy;
 use whatsapp_mcp::jid::Jid;
 use whatsapp_mcp::mcp::{Endpoint, Options};
 use whatsapp_mcp::report::AppContext;
@@ -220,8 +220,23 @@ impl Rig {
         self.engine.calls.lock().unwrap().clone()
     }
 
-    /// The MCP port's router as seen from `peer`.
+    /// The MCP port's router as seen from `peer`, a TCP client that shows the rig's token
+    /// unless the request carries an `Authorization` header of its own (every TCP client must
+    /// show it, loopback included; the refusals are tested through [`Rig::bare_app`]).
     pub fn app(&self, peer: &str) -> Router {
+        self.bare_app(peer).layer(axum::middleware::map_request(
+            |mut request: axum::extract::Request| async move {
+                let headers = request.headers_mut();
+                if !headers.contains_key("authorization") {
+                    headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+                }
+                request
+            },
+        ))
+    }
+
+    /// The MCP port's router as seen from `peer`, adding nothing to requests.
+    pub fn bare_app(&self, peer: &str) -> Router {
         let addr: SocketAddr = peer.parse().unwrap();
         self.endpoint.router().layer(MockConnectInfo(addr))
     }
