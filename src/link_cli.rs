@@ -257,8 +257,7 @@ where
             }
             Err(Failure::Refused { status: 401, .. }) => {
                 eprintln!(
-                    "whatsapp-mcp: the service at {url} refused this client (HTTP 401): {}",
-                    hint
+                    "whatsapp-mcp: the service at {url} refused this client (HTTP 401): {hint}"
                 );
                 ExitCode::from(EXIT_UNREACHABLE)
             }

@@ -220,3 +220,67 @@ fn a_socket_passed_by_systemd_as_local_serves_the_bridge() {
     let exit = wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exits");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Every route of the bridge (the list the remote and proxy tests walk, checked against the
+/// routers' sources) through the local socket with no token: all answer but a login form
+/// holding a wrong token, and the `/mcp` the relay needs is among them.
+#[test]
+fn every_bridge_route_answers_on_the_socket_without_a_token() {
+    use common::netns::{Access, BRIDGE, ROUTES, assert_every_route_is_covered};
+    assert_every_route_is_covered();
+    let data = tempfile::tempdir().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let socket = run.path().join("bridge.sock");
+    let (bridge, mcp) = (free_port(), free_port());
+    let mut child = serve_command(data.path(), bridge, mcp)
+        .env("WHATSAPP_MCP_TOKEN", TOKEN)
+        .env("WHATSAPP_MCP_SOCKET", &socket)
+        .env("WHATSAPP_MCP_ENGINE", "fake")
+        .env("WHATSAPP_MCP_FAKE_SEED", "demo")
+        .spawn()
+        .map(KillOnDrop)
+        .expect("serve starts");
+    wait_for_socket(&socket);
+    let mut tried = 0;
+    // The account is logged out last, so every route before it sees a linked one.
+    let mut routes: Vec<_> = ROUTES.iter().filter(|r| r.port == BRIDGE).collect();
+    routes.sort_by_key(|r| r.path == "/api/logout");
+    for route in routes {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+        ])
+        .arg("--unix-socket")
+        .arg(&socket)
+        .args(["-X", route.method]);
+        if route.method == "POST" {
+            curl.args(["-H", &format!("Content-Type: {}", route.content_type())])
+                .args(["-H", "Accept: application/json, text/event-stream"])
+                .args(["--data-raw", route.body]);
+        }
+        let output = curl
+            .arg(format!("http://localhost{}", route.path))
+            .output()
+            .expect("curl is installed");
+        let code = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        match route.access {
+            Access::WrongLogin => assert_eq!(code, "401", "{}", route.label()),
+            Access::Token | Access::Open => assert!(
+                !matches!(code.as_str(), "401" | "403" | "000"),
+                "{} answered {code} on the local socket",
+                route.label()
+            ),
+        }
+        tried += 1;
+    }
+    assert!(tried >= 10, "only {tried} bridge routes");
+    terminate(child.id());
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exits");
+    assert!(exit.success(), "{exit:?}");
+}

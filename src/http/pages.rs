@@ -229,27 +229,6 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markup_is_escaped() {
-        assert_eq!(
-            escape("<b>\"x\" & 'y'</b>"),
-            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
-        );
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_duration(5), "5s");
-        assert_eq!(human_duration(125), "2m 5s");
-        assert_eq!(human_duration(3 * 3600 + 120), "3h 2m");
-        assert_eq!(human_duration(2 * 86_400 + 3600), "2d 1h");
-    }
-}
-
 /// The `/login` form: one password field for the token, posted to `/login` with the page to
 /// come back to.
 pub(super) fn login(landing: &str, problem: Option<&str>) -> String {
@@ -271,4 +250,25 @@ pub(super) fn login(landing: &str, problem: Option<&str>) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Log in · WhatsApp MCP</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape("<b>\"x\" & 'y'</b>"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(125), "2m 5s");
+        assert_eq!(human_duration(3 * 3600 + 120), "3h 2m");
+        assert_eq!(human_duration(2 * 86_400 + 3600), "2d 1h");
+    }
 }
