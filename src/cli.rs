@@ -193,7 +193,7 @@ fn backup(config: &Config, file: PathBuf, with_session: bool) -> ExitCode {
         let summary = store::backup(&config.database_url, file).await?;
         if session_inside && !with_session {
             let url = copy_url.map_err(|err| store::StoreError::Other(err.to_string()))?;
-            crate::engine::whatsapp::wipe::wipe_session(&url).await?;
+            crate::store::session::wipe_session(&url).await?;
         }
         Ok::<_, store::StoreError>(summary)
     });

@@ -21,11 +21,14 @@ step() { printf '\n=== %s\n' "$*"; }
 # Debian packages the Rust tests call: systemd-socket-activate and systemd-journald (systemd),
 # unshare and nsenter (util-linux), curl, and a PostgreSQL server for throwaway clusters
 # (postgresql; pg_ctlcluster stands for it because initdb is not on PATH), and ffmpeg, which
-# converts voice notes, and ip (iproute2) for the network namespaces of tests/remote_access.rs.
+# converts voice notes, and ip (iproute2) for the network namespaces of tests/remote_access.rs
+# and tests/reverse_proxy.rs; the latter also runs nginx (package `nginx`: on bookworm
+# `nginx-light` only pulls it in with an extra module) with a certificate from openssl.
 need=()
 for pair in systemd-socket-activate:systemd /lib/systemd/systemd-journald:systemd \
     systemd-cat:systemd unshare:util-linux curl:curl stat:coreutils \
-    pg_ctlcluster:postgresql runuser:util-linux ffmpeg:ffmpeg ip:iproute2; do
+    pg_ctlcluster:postgresql runuser:util-linux ffmpeg:ffmpeg ip:iproute2 \
+    /usr/sbin/nginx:nginx openssl:openssl; do
     cmd=${pair%%:*} pkg=${pair#*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
         need+=("$pkg")
@@ -35,6 +38,16 @@ if [ ${#need[@]} -gt 0 ]; then
     step "installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    # The nginx package enables its own service, which a booted machine starts on port 80 of
+    # every address. The test runs a private nginx inside a network namespace and needs none of
+    # it, so an nginx installed here is stopped and disabled rather than left as an open port.
+    if [[ " ${need[*]} " == *" nginx "* ]]; then
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now nginx.service >/dev/null 2>&1 || true
+        else
+            service nginx stop >/dev/null 2>&1 || true
+        fi
+    fi
 fi
 
 # Every binary the tests spawn copies its stderr here, at debug level (the Rust tests through a

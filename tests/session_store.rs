@@ -1096,7 +1096,7 @@ async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
     assert!(session::health(url).await.initialized);
     let filled = row_counts(url).await;
 
-    whatsapp_mcp::engine::whatsapp::wipe::wipe_session(url)
+    whatsapp_mcp::store::session::wipe_session(url)
         .await
         .unwrap();
 

@@ -13,7 +13,6 @@ mod events;
 mod loopback;
 mod supervisor;
 mod voice;
-pub mod wipe;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

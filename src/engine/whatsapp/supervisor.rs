@@ -402,7 +402,7 @@ async fn session_exists(shared: &Shared) -> bool {
 
 /// Wipes the session and publishes the logged-out state.
 async fn forget_session(shared: &Shared, reason: &str) -> Result<(), String> {
-    let wiped = super::wipe::wipe_session(&shared.session_url)
+    let wiped = crate::store::session::wipe_session(&shared.session_url)
         .await
         .map_err(|err| err.to_string());
     apply(

@@ -7,6 +7,7 @@
 //! whatsapp-rust has no PostgreSQL backend, so `postgres://` gets [`PgSessionStore`], ours.
 
 mod postgres;
+mod wipe;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::config::{BackendKind, DatabaseUrl};
 use crate::store::pg::describe;
 
 pub use postgres::PgSessionStore;
+pub use wipe::wipe_session;
 
 /// The device row every table is keyed by. One process links one WhatsApp account.
 pub const DEVICE_ID: i32 = 1;
@@ -40,15 +42,55 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Backend>, StoreError> {
     }
 }
 
-/// Tables whose presence shows the session store was created, per backend.
-const SQLITE_CORE_TABLES: &[&str] = &["device", "identities", "sessions", "prekeys", "sender_keys"];
-const POSTGRES_CORE_TABLES: &[&str] = &[
-    "wa_device",
-    "wa_identities",
-    "wa_sessions",
-    "wa_prekeys",
-    "wa_sender_keys",
+/// One table of the session store, by its name in each backend.
+#[derive(Clone, Copy, Debug)]
+struct Table {
+    /// In whatsapp-rust's SQLite backend (whatsapp-rust-sqlite-storage 0.7).
+    sqlite: &'static str,
+    /// In ours on PostgreSQL (`src/store/session/postgres_migrations`).
+    postgres: &'static str,
+    /// Its presence shows the store was created (checked by [`health`]).
+    core: bool,
+}
+
+const fn table(sqlite: &'static str, postgres: &'static str, core: bool) -> Table {
+    Table {
+        sqlite,
+        postgres,
+        core,
+    }
+}
+
+/// Every table of the session store, children first (the order a wipe deletes in).
+const TABLES: [Table; 18] = [
+    table("pending_inbound_messages", "wa_pending_inbound", false),
+    table("msg_secrets", "wa_msg_secrets", false),
+    table("sent_messages", "wa_sent_messages", false),
+    table("tc_tokens", "wa_tc_tokens", false),
+    table("group_metadata", "wa_group_metadata", false),
+    table("device_registry", "wa_device_registry", false),
+    table("base_keys", "wa_base_keys", false),
+    table("lid_pn_mapping", "wa_lid_pn_mapping", false),
+    table("sender_key_devices", "wa_sender_key_devices", false),
+    table(
+        "app_state_mutation_macs",
+        "wa_app_state_mutation_macs",
+        false,
+    ),
+    table("app_state_versions", "wa_app_state_versions", false),
+    table("app_state_keys", "wa_app_state_keys", false),
+    table("sender_keys", "wa_sender_keys", true),
+    table("signed_prekeys", "wa_signed_prekeys", false),
+    table("prekeys", "wa_prekeys", true),
+    table("sessions", "wa_sessions", true),
+    table("identities", "wa_identities", true),
+    table("device", "wa_device", true),
 ];
+
+/// The names of the core tables in one backend.
+fn core_tables(name: fn(&Table) -> &'static str) -> Vec<&'static str> {
+    TABLES.iter().filter(|t| t.core).map(name).collect()
+}
 
 /// Whether the session database answers and holds the session tables.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -74,10 +116,10 @@ pub async fn health(url: &DatabaseUrl) -> SessionHealth {
         error: None,
     };
     let (wanted, present) = match url.kind() {
-        Some(BackendKind::Sqlite) => (SQLITE_CORE_TABLES, sqlite_tables(url).await),
-        Some(BackendKind::Postgres) => (POSTGRES_CORE_TABLES, postgres_tables(url).await),
+        Some(BackendKind::Sqlite) => (core_tables(|t| t.sqlite), sqlite_tables(url).await),
+        Some(BackendKind::Postgres) => (core_tables(|t| t.postgres), postgres_tables(url).await),
         None => (
-            &[][..],
+            Vec::new(),
             Err(StoreError::Other(format!("unsupported database URL {url}"))),
         ),
     };

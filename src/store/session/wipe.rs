@@ -8,50 +8,6 @@
 use crate::config::{BackendKind, DatabaseUrl};
 use crate::store::StoreError;
 
-/// Tables of whatsapp-rust's SQLite backend (whatsapp-rust-sqlite-storage 0.7), children first.
-const SQLITE_TABLES: [&str; 18] = [
-    "pending_inbound_messages",
-    "msg_secrets",
-    "sent_messages",
-    "tc_tokens",
-    "group_metadata",
-    "device_registry",
-    "base_keys",
-    "lid_pn_mapping",
-    "sender_key_devices",
-    "app_state_mutation_macs",
-    "app_state_versions",
-    "app_state_keys",
-    "sender_keys",
-    "signed_prekeys",
-    "prekeys",
-    "sessions",
-    "identities",
-    "device",
-];
-
-/// Tables of our PostgreSQL session store (`src/store/session/postgres_migrations`).
-const POSTGRES_TABLES: [&str; 18] = [
-    "wa_pending_inbound",
-    "wa_msg_secrets",
-    "wa_sent_messages",
-    "wa_tc_tokens",
-    "wa_group_metadata",
-    "wa_device_registry",
-    "wa_base_keys",
-    "wa_lid_pn_mapping",
-    "wa_sender_key_devices",
-    "wa_app_state_mutation_macs",
-    "wa_app_state_versions",
-    "wa_app_state_keys",
-    "wa_sender_keys",
-    "wa_signed_prekeys",
-    "wa_prekeys",
-    "wa_sessions",
-    "wa_identities",
-    "wa_device",
-];
-
 /// Deletes every row of the session store at `url`, in one transaction.
 pub async fn wipe_session(url: &DatabaseUrl) -> Result<(), StoreError> {
     match url.kind() {
@@ -79,7 +35,7 @@ fn wipe_sqlite(path: &std::path::Path) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(failed)?;
-    for table in SQLITE_TABLES {
+    for table in super::TABLES.iter().map(|t| t.sqlite) {
         let exists: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
@@ -105,7 +61,7 @@ async fn wipe_postgres(url: &DatabaseUrl) -> Result<(), StoreError> {
         .transaction()
         .await
         .map_err(|err| crate::store::pg::query_error(&err))?;
-    for table in POSTGRES_TABLES {
+    for table in super::TABLES.iter().map(|t| t.postgres) {
         let exists = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .await
