@@ -25,10 +25,10 @@ use mcp_support::Client;
 use measure::{Samples, full_run};
 use serde_json::{Value, json};
 use whatsapp_mcp::access::AccessPolicy;
+use whatsapp_mcp::app::AppContext;
 use whatsapp_mcp::config::{Config, DatabaseUrl};
 use whatsapp_mcp::engine::{Engine, NoEngine};
 use whatsapp_mcp::mcp::Endpoint;
-use whatsapp_mcp::report::AppContext;
 use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
 use whatsapp_mcp::store::Store;
 

@@ -10,10 +10,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::bridge_client::{BridgeClient, Limits};
 use crate::config::{Config, ConfigError, Transport};
-use crate::engine;
 use crate::listeners::Listeners;
-use crate::report::{AppContext, StatusReport};
-use crate::state::{EngineStatus, LinkState, StatusHandle};
+use crate::report::StatusReport;
 use crate::systemd::Notifier;
 use crate::{logging, server, store};
 
@@ -298,30 +296,15 @@ async fn serve_async(config: Config) -> ExitCode {
     notifier.status("opening the archive");
     // Migrations or the first open of a large archive may outlast TimeoutStartSec=.
     let extending = notifier.extend_start_while_busy();
-    let store = match store::open(&config.database_url).await {
-        Ok(store) => store,
+    let ctx = match crate::app::start(config).await {
+        Ok(ctx) => ctx,
         Err(err) => {
-            tracing::error!(error = %err, database = %config.database_url, "cannot open the archive");
-            return ExitCode::FAILURE;
-        }
-    };
-    let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
-    let engine = match engine::start_with_session(
-        Arc::clone(&store),
-        status.clone(),
-        config.media_dir.clone(),
-        Some(&config.session_database_url),
-    )
-    .await
-    {
-        Ok(engine) => engine,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the WhatsApp engine");
+            tracing::error!(error = %err, "cannot start");
             return ExitCode::FAILURE;
         }
     };
     drop(extending);
-    let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
+    let engine = Arc::clone(&ctx.engine);
     let served = server::run(ctx, listeners, notifier, shutdown).await;
     // The WhatsApp connection flushes its session state before the process exits.
     engine.shutdown().await;

@@ -97,6 +97,15 @@ pub const SETTINGS: &[Setting] = &[
               origins than the server's own are refused.",
     },
     Setting {
+        key: "engine.kind",
+        env: &["WHATSAPP_MCP_ENGINE"],
+        kind: "\"whatsapp\" or \"none\"",
+        default: "whatsapp",
+        doc: "What serve and stdio --standalone connect to: whatsapp links this server as a \
+              WhatsApp device; none serves the archive and the tools without a WhatsApp \
+              connection (the sending tools then explain why they cannot).",
+    },
+    Setting {
         key: "auth.token_file",
         env: &["WHATSAPP_MCP_TOKEN_FILE"],
         kind: "path",
@@ -389,6 +398,7 @@ pub struct Config {
     pub read_only: bool,
     pub allowed_recipients: Vec<String>,
     pub allowed_origins: Vec<String>,
+    pub engine: EngineKind,
     pub token: Option<Secret>,
     /// Where the token was read from, for `check-config`.
     pub token_source: Option<String>,
@@ -408,6 +418,8 @@ struct FileConfig {
     bridge: BridgeSection,
     #[serde(default)]
     mcp: McpSection,
+    #[serde(default)]
+    engine: EngineSection,
     #[serde(default)]
     auth: AuthSection,
     #[serde(default)]
@@ -481,6 +493,38 @@ struct McpSection {
     read_only: Option<bool>,
     allowed_recipients: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    kind: Option<String>,
+}
+
+/// Which engine `serve` and `stdio --standalone` run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The real WhatsApp client.
+    Whatsapp,
+    /// No WhatsApp connection: the archive and the tools only.
+    None,
+    /// The scripted engine of the tests (`fake-engine` builds only).
+    Fake,
+}
+
+impl EngineKind {
+    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim() {
+            "whatsapp" => Ok(Self::Whatsapp),
+            "none" => Ok(Self::None),
+            "fake" if cfg!(feature = "fake-engine") => Ok(Self::Fake),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("unknown engine {other:?}: expected \"whatsapp\" or \"none\""),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -613,6 +657,11 @@ impl Config {
             None => file.mcp.allowed_origins.unwrap_or_default(),
         };
 
+        let engine = match (env("WHATSAPP_MCP_ENGINE"), file.engine.kind) {
+            (Some(raw), _) => EngineKind::parse("WHATSAPP_MCP_ENGINE", &raw)?,
+            (None, Some(raw)) => EngineKind::parse("engine.kind", &raw)?,
+            (None, None) => EngineKind::Whatsapp,
+        };
         let (token, token_source) = resolve_token(&file.auth, env)?;
 
         let data_dir = env("WHATSAPP_MCP_DATA_DIR")
@@ -679,6 +728,7 @@ impl Config {
             read_only,
             allowed_recipients,
             allowed_origins,
+            engine,
             token,
             token_source,
             database_url,
@@ -727,6 +777,7 @@ impl Config {
                 allowed_recipients: self.allowed_recipients.clone(),
                 allowed_origins: self.allowed_origins.clone(),
             },
+            engine: RedactedEngine { kind: self.engine },
             auth: RedactedAuth {
                 token: if self.token.is_some() {
                     "<redacted>"
@@ -757,6 +808,7 @@ impl Config {
 struct RedactedView {
     bridge: RedactedBridge,
     mcp: RedactedMcp,
+    engine: RedactedEngine,
     auth: RedactedAuth,
     storage: RedactedStorage,
     paths: RedactedPaths,
@@ -777,6 +829,11 @@ struct RedactedMcp {
     read_only: bool,
     allowed_recipients: Vec<String>,
     allowed_origins: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RedactedEngine {
+    kind: EngineKind,
 }
 
 #[derive(Serialize)]
@@ -1187,6 +1244,26 @@ mod tests {
         assert_eq!(config.session_database_url, config.database_url);
         assert_eq!(config.bridge_url, "http://b:2");
         assert_eq!(config.transport, Transport::Stdio);
+    }
+
+    #[test]
+    fn the_engine_is_configuration_and_check_config_shows_it() {
+        assert_eq!(load("", &[]).unwrap().engine, EngineKind::Whatsapp);
+        let config = load("[engine]\nkind = \"none\"\n", &[]).unwrap();
+        assert_eq!(config.engine, EngineKind::None);
+        assert!(
+            config
+                .to_redacted_toml()
+                .contains("[engine]\nkind = \"none\"")
+        );
+        let config = load(
+            "[engine]\nkind = \"none\"\n",
+            &[("WHATSAPP_MCP_ENGINE", "whatsapp")],
+        )
+        .unwrap();
+        assert_eq!(config.engine, EngineKind::Whatsapp);
+        let err = load("", &[("WHATSAPP_MCP_ENGINE", "telegram")]).unwrap_err();
+        assert!(err.to_string().contains("unknown engine"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub const LONG_VERSION: &str = concat!(
 );
 
 pub mod access;
+pub mod app;
 pub mod bridge_client;
 pub mod cli;
 pub mod config;

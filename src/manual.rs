@@ -13,11 +13,6 @@ use crate::exit::EXIT_CODES;
 /// Variables read outside the configuration loader, with what they do.
 pub const PROCESS_VARIABLES: &[(&str, &str)] = &[
     (
-        "WHATSAPP_MCP_ENGINE",
-        "The engine serve runs: whatsapp (the default) connects to WhatsApp; none runs the archive and the \
-         tools without a WhatsApp connection.",
-    ),
-    (
         "LISTEN_FDS",
         "Set by systemd for socket activation, with LISTEN_PID and LISTEN_FDNAMES: the daemon \
          serves the sockets it was given instead of binding bridge.listen and mcp.listen.",
@@ -25,7 +20,8 @@ pub const PROCESS_VARIABLES: &[(&str, &str)] = &[
     ("LISTEN_PID", "See LISTEN_FDS."),
     (
         "LISTEN_FDNAMES",
-        "Names of the activated sockets: bridge and mcp (else they are taken in that order).",
+        "Names of the activated sockets: bridge and mcp (else they are taken in that order), and \
+         local for the Unix socket of local users.",
     ),
     (
         "NOTIFY_SOCKET",

@@ -5,45 +5,10 @@
 //! (`sync_status`, `bridge_status`, `statistics`, `authentication`, `last_check`, `error`) are
 //! kept because existing scripts read them.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::state::StatusHandle;
-use crate::store::Store;
-
-/// What every part of the service shares: settings, the live status, the store and the engine.
-#[derive(Clone, Debug)]
-pub struct AppContext {
-    pub config: Arc<Config>,
-    pub status: StatusHandle,
-    pub store: Arc<dyn Store>,
-    pub engine: Arc<dyn Engine>,
-    pub started_at: DateTime<Utc>,
-    pub started: Instant,
-}
-
-impl AppContext {
-    pub fn new(
-        config: Config,
-        status: StatusHandle,
-        store: Arc<dyn Store>,
-        engine: Arc<dyn Engine>,
-    ) -> Self {
-        Self {
-            config: Arc::new(config),
-            status,
-            store,
-            engine,
-            started_at: Utc::now(),
-            started: Instant::now(),
-        }
-    }
-}
+use crate::app::AppContext;
 
 /// The JSON document served at `/api/status`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,11 +10,12 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::access::{AccessPolicy, BrowserSessions};
+use crate::app::AppContext;
 use crate::connections::{self, Listener};
 use crate::http;
 use crate::listeners::Listeners;
 use crate::mcp;
-use crate::report::{self, AppContext};
+use crate::report;
 use crate::systemd::Notifier;
 
 /// How long open connections get to finish after a stop request.

@@ -11,9 +11,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use whatsapp_mcp::access::{AccessPolicy, BrowserSessions, LOGIN_COOKIE};
+use whatsapp_mcp::app::AppContext;
 use whatsapp_mcp::config::{Config, Secret};
 use whatsapp_mcp::http::bridge_router;
-use whatsapp_mcp::report::AppContext;
 use whatsapp_mcp::state::{Account, EngineStatus, LinkState, QrCode, StatusHandle};
 use whatsapp_mcp::store::{self, Store};
 

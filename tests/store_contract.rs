@@ -1291,7 +1291,8 @@ async fn postgres_search_index_reports_an_ascii_only_locale() {
 /// says so, and the same store works again once the server is back, without being reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_is_reported_and_recovered_from() {
-    use whatsapp_mcp::report::{self, AppContext};
+    use whatsapp_mcp::app::AppContext;
+    use whatsapp_mcp::report;
     use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
 
     let mut cluster = tokio::task::spawn_blocking(common::pg::PgCluster::start)

@@ -26,7 +26,7 @@ use whatsapp_mcp::engine::fake::FakeEngine;
 use whatsapp_mcp::engine::ingest::Ingest;
 use whatsapp_mcp::access::AccessPolicy;
 use whatsapp_mcp::mcp::Endpoint;
-use whatsapp_mcp::report::AppContext;
+use whatsapp_mcp::app::AppContext;
 use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
 use whatsapp_mcp::store::{SqliteStore, Store};
 

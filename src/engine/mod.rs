@@ -228,52 +228,37 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     async fn shutdown(&self) {}
 }
 
-/// Starts the engine this process runs with and returns it: the real engine on the session
-/// database `session_url` by default, none when `WHATSAPP_MCP_ENGINE=none` (or no session
-/// database is given).
+/// Starts the engine `kind` names (`engine.kind`): the real engine on the session database
+/// `session_url`, or none.
 ///
 /// Builds with the `fake-engine` feature accept `WHATSAPP_MCP_ENGINE=fake` (tests only), with
 /// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
 /// `logged-out` / `stream-replaced` (start in that state) or `scan-after:MS` (link on request).
 /// With `WHATSAPP_MCP_FAKE_ACK_LOG` naming a file, history sync chunks are acknowledged there and
 /// a restart re-sends only the unacknowledged ones (see [`fake::AckLog`]).
-pub async fn start_with_session(
+pub async fn start(
+    kind: crate::config::EngineKind,
     store: std::sync::Arc<dyn crate::store::Store>,
     status: crate::state::StatusHandle,
     media_dir: PathBuf,
-    session_url: Option<&crate::config::DatabaseUrl>,
+    session_url: &crate::config::DatabaseUrl,
 ) -> Result<std::sync::Arc<dyn Engine>, String> {
-    // The real engine is the default wherever a session database is given (`serve`);
-    // `WHATSAPP_MCP_ENGINE=none` runs the archive and tools without a WhatsApp connection.
-    let wanted = std::env::var("WHATSAPP_MCP_ENGINE")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| {
-            if session_url.is_some() {
-                "whatsapp"
-            } else {
-                "none"
-            }
-            .to_owned()
-        });
-    match wanted.as_str() {
-        "whatsapp" => {
-            let session_url = session_url.ok_or(
-                "the WhatsApp engine needs the session database, which this command does not pass",
-            )?;
+    use crate::config::EngineKind;
+    match kind {
+        EngineKind::Whatsapp => {
             let ingest = ingest::Ingest::new(store, status);
             let engine =
                 whatsapp::WhatsAppEngine::start(ingest, session_url.clone(), media_dir).await?;
             Ok(std::sync::Arc::new(engine))
         }
-        "none" => {
+        EngineKind::None => {
             let _ = (store, status, media_dir, session_url);
             Ok(std::sync::Arc::new(NoEngine::new(
                 "this process runs without a WhatsApp connection (WHATSAPP_MCP_ENGINE=none)",
             )))
         }
         #[cfg(feature = "fake-engine")]
-        "fake" => {
+        EngineKind::Fake => {
             status.update(|s| s.state = crate::state::LinkState::NotLinked);
             let mut engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
             if let Some(path) = std::env::var_os("WHATSAPP_MCP_FAKE_ACK_LOG") {
@@ -310,14 +295,8 @@ pub async fn start_with_session(
             seeded.map_err(|err| format!("seeding the fake engine: {err}"))?;
             Ok(std::sync::Arc::new(engine))
         }
-        other => Err(format!(
-            "unknown WHATSAPP_MCP_ENGINE {other:?}: this build knows \"whatsapp\", \"none\"{}",
-            if cfg!(feature = "fake-engine") {
-                " and \"fake\""
-            } else {
-                ""
-            }
-        )),
+        #[cfg(not(feature = "fake-engine"))]
+        EngineKind::Fake => Err("this build has no fake engine (feature fake-engine)".to_owned()),
     }
 }
 

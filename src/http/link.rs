@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::no_store;
+use crate::app::AppContext;
 use crate::engine::EngineError;
 use crate::jid::Jid;
-use crate::report::AppContext;
 use crate::state::{Account, LinkState};
 
 /// What `GET /api/link` answers: everything a client needs to show the code or report the link.

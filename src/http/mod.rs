@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
-use crate::report::{self, AppContext};
+use crate::app::AppContext;
+use crate::report;
 use crate::state::LinkState;
 
 /// Largest request body the bridge accepts; it has no endpoint that takes a body yet.

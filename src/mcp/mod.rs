@@ -25,7 +25,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
-use crate::report::AppContext;
+use crate::app::AppContext;
 
 pub use tools::{STATUS_URI, WRITE_TOOLS, WhatsAppTools};
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::refusal;
 use super::tools::WhatsAppTools;
-use crate::report::AppContext;
+use crate::app::AppContext;
 
 /// Messages a session may have queued in either direction before senders wait.
 const CHANNEL_DEPTH: usize = 64;

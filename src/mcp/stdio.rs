@@ -27,8 +27,6 @@ use serde_json::{Value, json};
 use crate::bridge_client::{BridgeClient, Limits};
 use crate::config::Config;
 use crate::exit::EXIT_UNREACHABLE;
-use crate::report::AppContext;
-use crate::state::{EngineStatus, LinkState, StatusHandle};
 
 use super::tools::WhatsAppTools;
 
@@ -71,33 +69,15 @@ fn run_standalone(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let store = match crate::store::open(&config.database_url).await {
-            Ok(store) => store,
-            Err(err) => {
-                eprintln!(
-                    "whatsapp-mcp stdio: cannot open the archive {}: {err}",
-                    config.database_url
-                );
-                return ExitCode::FAILURE;
-            }
-        };
-        let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
         // The engine runs here, with its own session: this process is the one WhatsApp device.
-        let engine = match crate::engine::start_with_session(
-            Arc::clone(&store),
-            status.clone(),
-            config.media_dir.clone(),
-            Some(&config.session_database_url),
-        )
-        .await
-        {
-            Ok(engine) => engine,
+        let ctx = match crate::app::start(config).await {
+            Ok(ctx) => ctx,
             Err(err) => {
-                eprintln!("whatsapp-mcp stdio: cannot start the WhatsApp engine: {err}");
+                eprintln!("whatsapp-mcp stdio: {err}");
                 return ExitCode::FAILURE;
             }
         };
-        let ctx = AppContext::new(config, status, store, Arc::clone(&engine));
+        let engine = Arc::clone(&ctx.engine);
         let service = match WhatsAppTools::new(ctx)
             .serve(rmcp::transport::stdio())
             .await

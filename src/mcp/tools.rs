@@ -32,9 +32,10 @@ use super::params::{
     SendAudioParams, SendFileParams, SendMessageParams, SortBy,
 };
 use super::policy::{self, RecipientPolicy};
+use crate::app::AppContext;
 use crate::engine::EngineError;
 use crate::jid::{ChatKind, Jid};
-use crate::report::{self, AppContext};
+use crate::report;
 use crate::store::StoreError;
 use crate::store::model::{ChatQuery, ChatSort, MessageQuery, Page};
 

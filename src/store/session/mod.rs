@@ -87,9 +87,9 @@ const TABLES: [Table; 18] = [
     table("device", "wa_device", true),
 ];
 
-/// The names of the core tables in one backend.
+/// The names of the core tables in one backend, parents first (`device` leads).
 fn core_tables(name: fn(&Table) -> &'static str) -> Vec<&'static str> {
-    TABLES.iter().filter(|t| t.core).map(name).collect()
+    TABLES.iter().rev().filter(|t| t.core).map(name).collect()
 }
 
 /// Whether the session database answers and holds the session tables.

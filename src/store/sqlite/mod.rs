@@ -190,6 +190,10 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(map_error)?;
+    // Two openers of a new database at once would both see an empty history and both try to
+    // create the tables, and switching a new file to WAL can fail at once with SQLITE_BUSY
+    // beside another connection doing the same: openers take turns from here.
+    let lock = lock_directory(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(map_error)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -208,9 +212,6 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     ] {
         conn.pragma_update(None, pragma, value).map_err(map_error)?;
     }
-    // Two processes opening a new database at once would both see an empty history and both
-    // try to create the tables: they take turns.
-    let lock = lock_directory(path)?;
     let migrated = embedded::migrations::runner()
         .run(&mut conn)
         .map_err(|err| StoreError::Other(format!("migrating {}: {err}", path.display())));
