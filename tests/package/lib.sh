@@ -34,8 +34,9 @@ wait_for() {
 
 # Packages the test root filesystem carries beyond minbase: systemd as init,
 # curl to talk to the sockets from inside the private network namespace, ufw
-# for the profile check, iproute2 to give loopback a non-loopback address.
-ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,curl,ufw,iproute2
+# for the profile check, iproute2 to give loopback a non-loopback address,
+# passwd (useradd, usermod) for the local users who try the Unix socket.
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,curl,ufw,iproute2,passwd
 
 NSPAWN_PID=""
 LEADER=""

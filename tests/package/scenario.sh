@@ -1,6 +1,13 @@
 # The life of the package in one booted container: install, socket activation,
-# status and logs, watchdog, restart, opening the sockets up, purge.
+# the service account, who may use the local socket and the TCP ports, status
+# and logs, watchdog, restart, opening the sockets up, purge. And, in a
+# container of its own, the upgrade from the previous release.
 # Sourced by run.sh after boot_container; uses the helpers of lib.sh.
+
+# The Unix socket of whatsapp-mcp-local.socket.
+SOCK=/run/whatsapp-mcp/bridge.sock
+# The API token the package generated, read from the container after install.
+TOKEN=""
 
 # Steps run in order and later ones build on earlier ones, so after the
 # install fails there is nothing left to look at.
@@ -18,9 +25,12 @@ scenario() {
     fi
 
     check_install "$s"
+    TOKEN=$(in_ct cat /etc/whatsapp-mcp/token)
     check_units_here "$s"
     check_activation "$s" || { diagnose "$s"; return; }
+    check_static_user "$s"
     check_status_and_endpoints "$s"
+    check_local_access "$s"
     check_journal "$s"
     check_restart_keeps_state "$s"
     check_reinstall "$s"
@@ -32,7 +42,8 @@ scenario() {
 
 diagnose() {
     echo "    --- systemctl status"
-    in_ct systemctl status --no-pager -l whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket 2>&1 | sed 's/^/    /'
+    in_ct systemctl status --no-pager -l whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket \
+        whatsapp-mcp-local.socket 2>&1 | sed 's/^/    /'
     echo "    --- journal"
     in_ct journalctl --no-pager -n 40 -u whatsapp-mcp.service 2>&1 | sed 's/^/    /'
 }
@@ -44,13 +55,29 @@ unit_prop() { in_ct systemctl show -p "$2" --value "$1"; }
 # step fail for a reason of the test's own making. reset-failed also resets
 # that counter, so each step calls this first.
 reset_limits() {
-    in_ct systemctl reset-failed whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket 2>/dev/null
+    in_ct systemctl reset-failed whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket \
+        whatsapp-mcp-local.socket 2>/dev/null
 }
 
 # dpkg_ok LOG: the maintainer scripts ran without shell errors.
 dpkg_ok() {
     ! grep -E ': [0-9]+: |not found|Could not execute' "$1"
 }
+
+# tcurl ARGS...: curl inside the container, sending the installed token.
+tcurl() { in_ct curl -H "Authorization: Bearer $TOKEN" "$@"; }
+
+SOCKET_UNITS="whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp-local.socket"
+
+# All three socket units are in STATE ("active", "enabled", ...).
+sockets_are() {
+    local prop=$1 want=$2
+    # shellcheck disable=SC2086 # one word per unit
+    [ "$(in_ct systemctl "$prop" $SOCKET_UNITS | tr '\n' ' ')" = "$want $want $want " ]
+}
+
+# stat_of PATH: file type, mode, owner and group of PATH inside the container.
+stat_of() { in_ct stat -c '%F %a %U:%G' "$1" 2>&1; }
 
 check_install() {
     local s=$1 out
@@ -69,6 +96,19 @@ check_install() {
         sed 's/^/    /' "$WORK/check-config-$s.log"
     fi
 
+    # The account from /usr/lib/sysusers.d/whatsapp-mcp.conf: a system UID,
+    # its own group, home in the state directory, no login shell.
+    local uid rest
+    out=$(in_ct getent passwd whatsapp-mcp)
+    uid=$(cut -d: -f3 <<<"$out")
+    rest=$(cut -d: -f4- <<<"$out")
+    if [ -n "$uid" ] && [ "$uid" -lt 1000 ] && [ "$uid" -gt 0 ] &&
+        [ "$rest" = "$(in_ct getent group whatsapp-mcp | cut -d: -f3):WhatsApp MCP server:/var/lib/whatsapp-mcp:/usr/sbin/nologin" ]; then
+        pass "[$s] postinst created the system user and group whatsapp-mcp (uid $uid, home /var/lib/whatsapp-mcp, no login shell)"
+    else
+        fail "[$s] account whatsapp-mcp: '$out', group '$(in_ct getent group whatsapp-mcp)'"
+    fi
+
     out=$(in_ct ufw app info whatsapp-mcp 2>&1)
     if grep -qx '  8080,3000/tcp' <<<"$out"; then
         pass "[$s] ufw app info whatsapp-mcp lists 8080,3000/tcp"
@@ -82,7 +122,8 @@ check_install() {
 # settings (and deprecations) that the host's does not.
 check_units_here() {
     local s=$1 out score
-    out=$(in_ct systemd-analyze verify --man=no whatsapp-mcp.service whatsapp-mcp.socket whatsapp-mcp-mcp.socket 2>&1)
+    # shellcheck disable=SC2086 # one word per unit
+    out=$(in_ct systemd-analyze verify --man=no whatsapp-mcp.service $SOCKET_UNITS 2>&1)
     if [ $? -eq 0 ] && [ -z "$out" ]; then
         pass "[$s] systemd-analyze verify of the installed units is silent"
     else
@@ -100,13 +141,22 @@ check_units_here() {
 
 # The sockets listen, the service is not running; the first request starts it.
 check_activation() {
-    local s=$1 sockets enabled service
-    sockets=$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')
-    enabled=$(in_ct systemctl is-enabled whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')
-    if [ "$sockets" = "active active " ] && [ "$enabled" = "enabled enabled " ]; then
-        pass "[$s] whatsapp-mcp.socket and whatsapp-mcp-mcp.socket are enabled and active"
+    local s=$1 service
+    if sockets_are is-active active && sockets_are is-enabled enabled; then
+        pass "[$s] $SOCKET_UNITS are enabled and active"
     else
-        fail "[$s] sockets: active='$sockets' enabled='$enabled'"
+        # shellcheck disable=SC2086 # one word per unit
+        fail "[$s] sockets: active='$(in_ct systemctl is-active $SOCKET_UNITS | tr '\n' ' ')' enabled='$(in_ct systemctl is-enabled $SOCKET_UNITS | tr '\n' ' ')'"
+    fi
+
+    # Only root and the whatsapp-mcp group may connect to the local socket.
+    local sock dir
+    sock=$(stat_of "$SOCK")
+    dir=$(stat_of "${SOCK%/*}")
+    if [ "$sock" = "socket 660 root:whatsapp-mcp" ] && [ "$dir" = "directory 755 root:root" ]; then
+        pass "[$s] $SOCK is a socket, 0660 root:whatsapp-mcp, in a 0755 root directory"
+    else
+        fail "[$s] $SOCK: '$sock', its directory: '$dir'"
     fi
 
     service=$(in_ct systemctl is-active whatsapp-mcp.service)
@@ -146,7 +196,7 @@ mcp_reply_json() {
 }
 
 check_status_and_endpoints() {
-    local s=$1 body code ctype
+    local s=$1 body
     if wait_for 10 has_status_line; then
         pass "[$s] systemctl status shows TriggeredBy: and $(grep -o 'Status: .*' <<<"$STATUS_OUT" | head -n 1)"
     else
@@ -155,49 +205,225 @@ check_status_and_endpoints() {
     fi
 
     body="$WORK/api-status-$s.json"
-    if in_ct curl -fsS --max-time 10 http://127.0.0.1:8080/api/status >"$body" 2>&1 &&
+    if tcurl -fsS --max-time 10 http://127.0.0.1:8080/api/status >"$body" 2>&1 &&
         jq -e 'type == "object"' "$body" >/dev/null 2>&1; then
-        pass "[$s] GET 127.0.0.1:8080/api/status answered a JSON object"
+        pass "[$s] GET 127.0.0.1:8080/api/status with the token answered a JSON object"
     else
-        fail "[$s] GET /api/status: $(head -c 300 "$body")"
+        fail "[$s] GET /api/status with the token: $(head -c 300 "$body")"
+    fi
+    body="$WORK/api-status-unix-$s.json"
+    if in_ct curl -fsS --max-time 10 --unix-socket "$SOCK" http://localhost/api/status >"$body" 2>&1 &&
+        jq -e 'type == "object"' "$body" >/dev/null 2>&1; then
+        pass "[$s] GET /api/status on $SOCK answered a JSON object, no token"
+    else
+        fail "[$s] GET /api/status on $SOCK: $(head -c 300 "$body")"
     fi
 
-    # The CLI with the packaged defaults (WHATSAPP_BRIDGE_URL is
-    # http://localhost:8080, which resolves to ::1 first, while the socket is on
-    # 127.0.0.1 only) must still find the daemon.
+    # The CLI with the packaged defaults: the local socket, no token.
     if in_ct whatsapp-mcp status >"$WORK/cli-status-$s.log" 2>&1; then
-        pass "[$s] whatsapp-mcp status reaches the socket-activated daemon"
+        pass "[$s] whatsapp-mcp status reaches the daemon through $SOCK"
     else
         fail "[$s] whatsapp-mcp status:"
         sed 's/^/    /' "$WORK/cli-status-$s.log"
     fi
+    # And over TCP with the token. http://localhost:8080 resolves to ::1
+    # first, while the socket is on 127.0.0.1 only: the client must still
+    # find the daemon.
+    if in_ct env WHATSAPP_BRIDGE_URL=http://localhost:8080 WHATSAPP_MCP_TOKEN="$TOKEN" \
+        whatsapp-mcp status >"$WORK/cli-status-tcp-$s.log" 2>&1; then
+        pass "[$s] whatsapp-mcp status reaches the daemon at http://localhost:8080 with the token"
+    else
+        fail "[$s] WHATSAPP_BRIDGE_URL=http://localhost:8080 whatsapp-mcp status:"
+        sed 's/^/    /' "$WORK/cli-status-tcp-$s.log"
+    fi
 
-    # MCP initialize on the second socket must succeed.
-    body="$WORK/mcp-$s.body"
-    local request='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"package-test","version":"0"}}}'
-    in_ct curl -sS --max-time 10 -w '\n%{http_code} %{content_type}' \
+    # MCP initialize on the MCP port with the token, and on the local socket
+    # without.
+    check_mcp_initialize "$s" "127.0.0.1:3000/mcp with the token" \
+        curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/mcp
+    check_mcp_initialize "$s" "/mcp on $SOCK" curl --unix-socket "$SOCK" http://localhost/mcp
+}
+
+MCP_N=0
+MCP_INITIALIZE='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"package-test","version":"0"}}}'
+
+# mcp_post FILE COMMAND...: POST an MCP initialize with COMMAND (a curl
+# command line inside the container, with the URL); FILE gets the body,
+# MCP_CODE the status and MCP_CTYPE the content type.
+mcp_post() {
+    local file=$1 last
+    shift
+    in_ct "$@" -sS --max-time 10 -w '\n%{http_code} %{content_type}' \
         -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-        --data "$request" http://127.0.0.1:3000/mcp >"$body.raw" 2>&1
+        --data "$MCP_INITIALIZE" >"$file.raw" 2>&1
     # The last line holds "CODE CONTENT-TYPE", everything before it the body.
-    code=$(tail -n 1 "$body.raw")
-    head -n -1 "$body.raw" >"$body"
-    ctype=${code#* }
-    code=${code%% *}
-    local reply
+    last=$(tail -n 1 "$file.raw")
+    head -n -1 "$file.raw" >"$file"
+    MCP_CODE=${last%% *} MCP_CTYPE=${last#* }
+}
+
+# check_mcp_initialize SUITE WHAT COMMAND...: the initialize must succeed.
+check_mcp_initialize() {
+    local s=$1 what=$2 body reply
+    shift 2
+    MCP_N=$((MCP_N + 1))
+    body="$WORK/mcp-$s-$MCP_N.body"
+    mcp_post "$body" "$@"
     reply=$(mcp_reply_json "$body")
-    case "$code" in
+    case "$MCP_CODE" in
         200)
             if jq -e '.jsonrpc == "2.0" and .id == 1 and (.result.protocolVersion | type == "string")' \
                 <<<"$reply" >/dev/null 2>&1; then
-                pass "[$s] POST 127.0.0.1:3000/mcp initialize -> 200, result with protocolVersion ($ctype)"
+                pass "[$s] POST $what: initialize -> 200, result with protocolVersion ($MCP_CTYPE)"
             else
-                fail "[$s] POST /mcp initialize -> 200 but not an initialize result: $(head -c 300 "$body")"
+                fail "[$s] POST $what: initialize -> 200 but not an initialize result: $(head -c 300 "$body")"
             fi
             ;;
         *)
-            fail "[$s] POST /mcp initialize -> '$code': $(head -c 300 "$body")"
+            fail "[$s] POST $what: initialize -> '$MCP_CODE': $(head -c 300 "$body")"
             ;;
     esac
+}
+
+# uid_of PID / gid_of PID: the real uid and gid of a process in the container.
+uid_of() { in_ct awk '/^Uid:/ { print $2 }' "/proc/$1/status"; }
+gid_of() { in_ct awk '/^Gid:/ { print $2 }' "/proc/$1/status"; }
+
+# The service runs as the packaged account, not a dynamic one.
+check_static_user() {
+    local s=$1 user group dynamic pid uid gid
+    user=$(unit_prop whatsapp-mcp.service User)
+    group=$(unit_prop whatsapp-mcp.service Group)
+    dynamic=$(unit_prop whatsapp-mcp.service DynamicUser)
+    pid=$(unit_prop whatsapp-mcp.service MainPID)
+    uid=$(uid_of "$pid")
+    gid=$(gid_of "$pid")
+    if [ "$user:$group:$dynamic" = whatsapp-mcp:whatsapp-mcp:no ] && [ "$pid" != 0 ] &&
+        [ -n "$uid" ] && [ "$uid" = "$(in_ct id -u whatsapp-mcp)" ] &&
+        [ "$gid" = "$(in_ct id -g whatsapp-mcp)" ]; then
+        pass "[$s] the service runs as whatsapp-mcp:whatsapp-mcp (User=, Group=, main pid $pid has uid $uid gid $gid), no DynamicUser"
+    else
+        fail "[$s] service account: User='$user' Group='$group' DynamicUser='$dynamic', main pid $pid uid '$uid' gid '$gid', whatsapp-mcp is $(in_ct id whatsapp-mcp 2>&1)"
+    fi
+}
+
+# as_user USER COMMAND...: run COMMAND inside the container as USER, with
+# USER's groups and no token anywhere in its environment.
+as_user() {
+    local user=$1
+    shift
+    in_ct runuser -u "$user" -- "$@"
+}
+
+# bob is outside the whatsapp-mcp group: the kernel refuses him the local
+# socket, and TCP wants the token, which he cannot read. alice is in the
+# group: she gets the daemon's status and its MCP tools through the socket,
+# with no token, and her first connection starts the stopped service.
+check_local_access() {
+    local s=$1 out rc code ok
+    in_ct useradd --create-home bob
+    in_ct useradd --create-home alice
+    in_ct usermod -aG whatsapp-mcp alice
+
+    out=$(as_user bob curl -sS --max-time 10 --unix-socket "$SOCK" http://localhost/api/status 2>&1)
+    rc=$?
+    if [ "$rc" = 7 ] && ! as_user bob test -w "$SOCK"; then
+        pass "[$s] bob (not in the group) cannot connect to $SOCK (curl exit 7: ${out#curl: })"
+    else
+        fail "[$s] bob on $SOCK: curl exit $rc: $(head -c 300 <<<"$out")"
+    fi
+    if as_user bob whatsapp-mcp status >"$WORK/cli-status-bob-$s.log" 2>&1; then
+        fail "[$s] whatsapp-mcp status as bob succeeded:"
+        sed 's/^/    /' "$WORK/cli-status-bob-$s.log"
+    else
+        pass "[$s] whatsapp-mcp status as bob fails: $(head -n 1 "$WORK/cli-status-bob-$s.log")"
+    fi
+
+    # TCP without the token: refused on loopback too, but for /health.
+    ok=1
+    code=$(as_user bob curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/api/status)
+    [ "$code" = 401 ] || ok=0
+    mcp_post "$WORK/mcp-bob-$s.body" runuser -u bob -- curl http://127.0.0.1:3000/mcp
+    [ "$MCP_CODE" = 401 ] || ok=0
+    local health
+    health=$(as_user bob curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/health)
+    [ "$health" = 200 ] || ok=0
+    if [ "$ok" = 1 ]; then
+        pass "[$s] loopback TCP without the token: 401 on 8080/api/status and 3000/mcp, 200 on /health"
+    else
+        fail "[$s] loopback TCP without the token: 8080/api/status -> '$code', 3000/mcp -> '$MCP_CODE', /health -> '$health' (expected 401, 401, 200)"
+    fi
+
+    # alice: in the group, cannot read the token.
+    if as_user alice cat /etc/whatsapp-mcp/token >/dev/null 2>&1 ||
+        ! as_user alice id -nG | grep -qw whatsapp-mcp; then
+        fail "[$s] alice: groups '$(as_user alice id -nG)', token readable by her"
+        return
+    fi
+    # Stop the service: the local socket stays, and alice's first connection
+    # starts the service again (socket activation through the Unix socket).
+    in_ct systemctl stop whatsapp-mcp.service
+    if [ "$(in_ct systemctl is-active whatsapp-mcp.service)" = inactive ] &&
+        [ "$(in_ct systemctl is-active whatsapp-mcp-local.socket)" = active ] && in_ct test -S "$SOCK"; then
+        pass "[$s] with the service stopped, whatsapp-mcp-local.socket still listens on $SOCK"
+    else
+        fail "[$s] after stopping the service: service $(in_ct systemctl is-active whatsapp-mcp.service), local socket $(in_ct systemctl is-active whatsapp-mcp-local.socket), $SOCK: $(stat_of "$SOCK")"
+    fi
+    reset_limits
+    if as_user alice whatsapp-mcp status >"$WORK/cli-status-alice-$s.log" 2>&1 && is_active; then
+        pass "[$s] whatsapp-mcp status as alice (group whatsapp-mcp, no token) works and started the service"
+    else
+        fail "[$s] whatsapp-mcp status as alice (service $(in_ct systemctl is-active whatsapp-mcp.service)):"
+        sed 's/^/    /' "$WORK/cli-status-alice-$s.log"
+    fi
+
+    check_stdio_as "$s" alice
+
+    # The daemon logs each local client by the uid the kernel gives for the
+    # connection: alice's own, which it only sees without PrivateUsers=.
+    local alice_uid
+    alice_uid=$(in_ct id -u alice)
+    if wait_for 10 journal_has_local_uid "$alice_uid"; then
+        pass "[$s] the journal names alice's connections by her uid ($alice_uid)"
+    else
+        fail "[$s] no 'local connection' journal entry with alice's uid $alice_uid; uids logged: $(jq -r 'select(.MESSAGE == "local connection") | .F_UID' "$WORK/journal-local-$s.json" 2>/dev/null | sort -u | tr '\n' ' ')"
+    fi
+}
+
+# journal_has_local_uid UID: the service logged a local connection from UID.
+journal_has_local_uid() {
+    in_ct journalctl -u whatsapp-mcp.service -o json --no-pager >"$WORK/journal-local-$s.json" 2>/dev/null
+    jq -se --arg uid "$1" 'map(select(.MESSAGE == "local connection" and .F_UID == $uid)) | length > 0' \
+        "$WORK/journal-local-$s.json" >/dev/null 2>&1
+}
+
+# check_stdio_as SUITE USER: `whatsapp-mcp stdio` run by USER answers an MCP
+# initialize and lists the tools. Its stdin stays open until the tools/list
+# reply is out (a bounded poll, like wait_for), then closes; stdio must then
+# exit 0.
+check_stdio_as() {
+    local s=$1 user=$2 out rc tools
+    out="$WORK/stdio-$user-$s.out"
+    local init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
+    local initialized='{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    local list='{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
+    : >"$out"
+    {
+        printf '%s\n%s\n%s\n' "$init" "$initialized" "$list"
+        local deadline=$((SECONDS + 30))
+        until grep -q '"id": *2[,}]' "$out" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.2; done
+    } | in_ct timeout 60 runuser -u "$user" -- whatsapp-mcp stdio >"$out" 2>"$out.err"
+    rc=${PIPESTATUS[1]}
+    tools=$(jq -s 'map(select(.id == 2)) | first | .result.tools | length' "$out" 2>/dev/null)
+    if [ "$rc" = 0 ] &&
+        jq -se 'map(select(.id == 1)) | first | .result.protocolVersion | type == "string"' "$out" >/dev/null 2>&1 &&
+        [ -n "$tools" ] && [ "$tools" -gt 0 ]; then
+        pass "[$s] whatsapp-mcp stdio as $user: initialize, then tools/list with $tools tools; exit 0 at end of input"
+    else
+        fail "[$s] whatsapp-mcp stdio as $user: exit $rc, $tools tools; stdout and stderr:"
+        head -c 600 "$out" | sed 's/^/    /'
+        head -c 600 "$out.err" | sed 's/^/    /'
+    fi
 }
 
 journal_has_fields() {
@@ -220,14 +446,13 @@ check_journal() {
 is_active() { [ "$(in_ct systemctl is-active whatsapp-mcp.service)" = active ]; }
 
 check_restart_keeps_state() {
-    local s=$1 state=/var/lib/private/whatsapp-mcp before after mode link
+    local s=$1 state=/var/lib/whatsapp-mcp before after st
     reset_limits
-    mode=$(in_ct stat -c '%a' "$state" 2>&1)
-    link=$(in_ct readlink /var/lib/whatsapp-mcp 2>&1)
-    if [ "$mode" = 700 ] && [ "$link" = private/whatsapp-mcp ]; then
-        pass "[$s] state directory $state is 0700, /var/lib/whatsapp-mcp links to it"
+    st=$(stat_of "$state")
+    if [ "$st" = "directory 700 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e /var/lib/private/whatsapp-mcp; then
+        pass "[$s] state directory $state is a plain directory, 0700 whatsapp-mcp:whatsapp-mcp"
     else
-        fail "[$s] state directory: mode '$mode', /var/lib/whatsapp-mcp -> '$link'"
+        fail "[$s] state directory $state: '$st'; /var/lib/private/whatsapp-mcp: $(stat_of /var/lib/private/whatsapp-mcp)"
     fi
 
     in_ct sh -c "echo kept >$state/package-test-marker"
@@ -246,6 +471,14 @@ check_restart_keeps_state() {
     fi
 }
 
+# When each socket unit last became active.
+sockets_since() {
+    local u
+    for u in $SOCKET_UNITS; do
+        printf '%s ' "$(unit_prop "$u" ActiveEnterTimestampMonotonic)"
+    done
+}
+
 # Installing the package over itself runs the upgrade path of the maintainer
 # scripts: the running service is restarted, the token and state are kept, and
 # the sockets (whose unit files did not change) stay open throughout.
@@ -253,17 +486,16 @@ check_reinstall() {
     local s=$1 token_before token_after pid_before sockets_before sockets_after
     token_before=$(in_ct md5sum /etc/whatsapp-mcp/token)
     pid_before=$(unit_prop whatsapp-mcp.service MainPID)
-    sockets_before="$(unit_prop whatsapp-mcp.socket ActiveEnterTimestampMonotonic) $(unit_prop whatsapp-mcp-mcp.socket ActiveEnterTimestampMonotonic)"
+    sockets_before=$(sockets_since)
     reset_limits
     if in_ct dpkg -i --force-confdef --force-confold "/debs/$(basename "$DEB")" >"$WORK/dpkg-re-$s.log" 2>&1 &&
         dpkg_ok "$WORK/dpkg-re-$s.log" && wait_for 30 is_active; then
         token_after=$(in_ct md5sum /etc/whatsapp-mcp/token)
-        sockets_after="$(unit_prop whatsapp-mcp.socket ActiveEnterTimestampMonotonic) $(unit_prop whatsapp-mcp-mcp.socket ActiveEnterTimestampMonotonic)"
+        sockets_after=$(sockets_since)
         if [ "$token_before" = "$token_after" ] &&
             [ "$(unit_prop whatsapp-mcp.service MainPID)" != "$pid_before" ] &&
-            [ "$(in_ct cat /var/lib/private/whatsapp-mcp/package-test-marker 2>/dev/null)" = kept ] &&
-            [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket | tr '\n' ' ')" = "active active " ] &&
-            [ "$sockets_after" = "$sockets_before" ]; then
+            [ "$(in_ct cat /var/lib/whatsapp-mcp/package-test-marker 2>/dev/null)" = kept ] &&
+            sockets_are is-active active && [ "$sockets_after" = "$sockets_before" ]; then
             pass "[$s] reinstall (upgrade path) restarts the running service, keeps token, state and the open sockets"
         else
             fail "[$s] after reinstall: token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID), sockets active since '$sockets_before' -> '$sockets_after'"
@@ -415,6 +647,11 @@ check_network_dropins() {
         systemctl daemon-reload && systemctl restart whatsapp-mcp.socket'
 }
 
+# shellcheck disable=SC2086 # one word per unit
+all_units_inactive() {
+    [ "$(in_ct systemctl is-active $SOCKET_UNITS whatsapp-mcp.service | sort -u | tr '\n' ' ')" = "inactive " ]
+}
+
 # Removal stops everything but keeps configuration, token and state; purge
 # deletes them too.
 check_remove_then_purge() {
@@ -426,12 +663,12 @@ check_remove_then_purge() {
         sed 's/^/    /' "$WORK/dpkg-r-$s.log"
     fi
     kept=$(in_ct sh -c 'ls /etc/whatsapp-mcp/token /etc/whatsapp-mcp/config.toml \
-        /var/lib/private/whatsapp-mcp/package-test-marker 2>/dev/null | wc -l')
-    if [ "$kept" = 3 ] &&
-        [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp.service | sort -u | tr '\n' ' ')" = "inactive " ]; then
-        pass "[$s] after remove: units stopped; config, token and state kept"
+        /var/lib/whatsapp-mcp/package-test-marker 2>/dev/null | wc -l')
+    if [ "$kept" = 3 ] && all_units_inactive && ! in_ct test -e "$SOCK"; then
+        pass "[$s] after remove: units stopped, $SOCK gone; config, token and state kept"
     else
-        fail "[$s] after remove: $kept of config/token/state kept, units $(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp.service | tr '\n' ' ')"
+        # shellcheck disable=SC2086 # one word per unit
+        fail "[$s] after remove: $kept of config/token/state kept, units $(in_ct systemctl is-active $SOCKET_UNITS whatsapp-mcp.service | tr '\n' ' '), $SOCK: $(stat_of "$SOCK")"
     fi
 
     if in_ct dpkg --purge whatsapp-mcp >"$WORK/dpkg-purge-$s.log" 2>&1 && dpkg_ok "$WORK/dpkg-purge-$s.log"; then
@@ -442,16 +679,115 @@ check_remove_then_purge() {
     fi
     left=$(in_ct sh -c 'ls -d /usr/lib/systemd/system/whatsapp-mcp* /lib/systemd/system/whatsapp-mcp* \
         /etc/systemd/system/*/whatsapp-mcp* /var/lib/whatsapp-mcp /var/lib/private/whatsapp-mcp \
-        /etc/whatsapp-mcp /usr/bin/whatsapp-mcp 2>/dev/null' | tr '\n' ' ')
+        /etc/whatsapp-mcp /usr/bin/whatsapp-mcp /usr/lib/sysusers.d/whatsapp-mcp.conf \
+        /run/whatsapp-mcp 2>/dev/null' | tr '\n' ' ')
     if [ -z "$left" ]; then
-        pass "[$s] purge removed the units, their enablement, /etc/whatsapp-mcp and the state directory"
+        pass "[$s] purge removed the units, their enablement, /etc/whatsapp-mcp, the state directory and /run/whatsapp-mcp"
     else
         fail "[$s] left behind after purge: $left"
     fi
-    if ! in_ct curl -s --max-time 5 -o /dev/null http://127.0.0.1:8080/health &&
-        [ "$(in_ct systemctl is-active whatsapp-mcp.socket whatsapp-mcp-mcp.socket whatsapp-mcp.service | sort -u | tr '\n' ' ')" = "inactive " ]; then
+    # Debian keeps system accounts on purge (see debian/postrm).
+    if in_ct getent passwd whatsapp-mcp >/dev/null && in_ct getent group whatsapp-mcp >/dev/null; then
+        pass "[$s] purge keeps the whatsapp-mcp user and group"
+    else
+        fail "[$s] the whatsapp-mcp account is gone after purge"
+    fi
+    if ! in_ct curl -s --max-time 5 -o /dev/null http://127.0.0.1:8080/health && all_units_inactive; then
         pass "[$s] nothing listens on 8080 and no whatsapp-mcp unit is active after purge"
     else
         fail "[$s] something of whatsapp-mcp still runs after purge"
+    fi
+}
+
+# --- upgrade from the previous release -----------------------------------------
+
+# state_files DIR: name:inode of each database file and the marker in DIR.
+# SQLite's -wal and -shm files come and go with the connections, so they are
+# not compared.
+state_files() {
+    in_ct find "$1" -maxdepth 1 \( -name '*.db' -o -name package-test-marker \) -printf '%f:%i\n' | sort | tr '\n' ' '
+}
+
+# The previous release ran as a dynamic user, with its state in
+# /var/lib/private/whatsapp-mcp behind the /var/lib/whatsapp-mcp symlink, and
+# trusted loopback without the token. Install it, let it create its archive
+# (which also holds the WhatsApp session), leave a marker, then install the
+# current package over it: the state must have moved to a plain
+# /var/lib/whatsapp-mcp owned by whatsapp-mcp, the same files (same inodes)
+# still there, the token unchanged, the service running as the new account and
+# all three sockets listening.
+upgrade_scenario() {
+    local s=$1 old new private=/var/lib/private/whatsapp-mcp state=/var/lib/whatsapp-mcp
+    local files_before files_after token_before owners st
+    old="/debs/previous/$(basename "$PREVIOUS_DEB")"
+    new="/debs/$(basename "$DEB")"
+
+    if in_ct dpkg -i --force-confdef --force-confold "$old" >"$WORK/dpkg-i-old-$s.log" 2>&1 &&
+        dpkg_ok "$WORK/dpkg-i-old-$s.log" &&
+        in_ct curl -fsS --max-time 60 -o /dev/null http://127.0.0.1:8080/api/status &&
+        wait_for 30 is_active; then
+        pass "[$s] $(basename "$PREVIOUS_DEB") installed, its service started by a request"
+    else
+        fail "[$s] installing and starting $(basename "$PREVIOUS_DEB"):"
+        sed 's/^/    /' "$WORK/dpkg-i-old-$s.log"
+        diagnose "$s"
+        return
+    fi
+
+    in_ct sh -c "echo kept >$private/package-test-marker"
+    files_before=$(state_files "$private")
+    st=$(stat_of "$state")
+    if [ "$(unit_prop whatsapp-mcp.service DynamicUser)" = yes ] && [ "$st" = "symbolic link 777 root:root" ] &&
+        grep -q 'whatsapp\.db:' <<<"$files_before"; then
+        pass "[$s] before the upgrade: a dynamic user, state in $private ($(in_ct ls "$private" | tr '\n' ' '))"
+    else
+        fail "[$s] before the upgrade: DynamicUser=$(unit_prop whatsapp-mcp.service DynamicUser), $state: '$st', files in $private: '$files_before'"
+    fi
+    token_before=$(in_ct md5sum /etc/whatsapp-mcp/token)
+
+    reset_limits
+    if in_ct dpkg -i --force-confdef --force-confold "$new" >"$WORK/dpkg-up-$s.log" 2>&1 &&
+        dpkg_ok "$WORK/dpkg-up-$s.log" && wait_for 30 is_active; then
+        pass "[$s] upgrade to $(basename "$DEB"): dpkg -i ran cleanly and the service is running again"
+    else
+        fail "[$s] upgrade to $(basename "$DEB") (service $(in_ct systemctl is-active whatsapp-mcp.service)):"
+        sed 's/^/    /' "$WORK/dpkg-up-$s.log"
+        diagnose "$s"
+        return
+    fi
+
+    check_static_user "$s"
+
+    files_after=$(state_files "$state")
+    st=$(stat_of "$state")
+    owners=$(in_ct find "$state" \( ! -user whatsapp-mcp -o ! -group whatsapp-mcp \) -printf '%p %u:%g\n' | head -n 5)
+    if [ "$st" = "directory 700 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e "$private" &&
+        [ "$files_after" = "$files_before" ] && [ -z "$owners" ] &&
+        [ "$(in_ct cat "$state/package-test-marker" 2>/dev/null)" = kept ]; then
+        pass "[$s] state moved to $state (0700, whatsapp-mcp), same files and inodes (${files_after% }), all owned by whatsapp-mcp"
+    else
+        fail "[$s] state after the upgrade: $state '$st', $private $(stat_of "$private"); files before '$files_before', after '$files_after'; not owned by whatsapp-mcp: ${owners:-none}"
+    fi
+
+    if [ "$(in_ct md5sum /etc/whatsapp-mcp/token)" = "$token_before" ] &&
+        sockets_are is-active active && sockets_are is-enabled enabled &&
+        [ "$(stat_of "$SOCK")" = "socket 660 root:whatsapp-mcp" ]; then
+        pass "[$s] token unchanged; $SOCKET_UNITS enabled and active"
+    else
+        # shellcheck disable=SC2086 # one word per unit
+        fail "[$s] after the upgrade: token $([ "$(in_ct md5sum /etc/whatsapp-mcp/token)" = "$token_before" ] && echo kept || echo changed), sockets active '$(in_ct systemctl is-active $SOCKET_UNITS | tr '\n' ' ')', enabled '$(in_ct systemctl is-enabled $SOCKET_UNITS | tr '\n' ' ')', $SOCK: $(stat_of "$SOCK")"
+    fi
+
+    # The upgraded daemon serves the moved archive, over the local socket and
+    # over TCP with the token, and refuses TCP without it.
+    TOKEN=$(in_ct cat /etc/whatsapp-mcp/token)
+    local code
+    code=$(in_ct curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/api/status)
+    if in_ct whatsapp-mcp status >"$WORK/cli-status-up-$s.log" 2>&1 &&
+        tcurl -fsS --max-time 10 -o /dev/null http://127.0.0.1:8080/api/status && [ "$code" = 401 ]; then
+        pass "[$s] after the upgrade: whatsapp-mcp status works, 8080/api/status wants the token (401 without, 200 with)"
+    else
+        fail "[$s] after the upgrade: 8080/api/status without the token -> $code; whatsapp-mcp status:"
+        sed 's/^/    /' "$WORK/cli-status-up-$s.log"
     fi
 }
