@@ -125,7 +125,17 @@ impl SqliteStore {
         let running = Arc::clone(&watch.running);
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let result = work(&conn).map_err(map_error);
+            // One read transaction: the statements of a read see one snapshot, so a search
+            // cannot miss a batch the indexer moves from the backlog into the index between
+            // its two lookups.
+            let result = conn
+                .unchecked_transaction()
+                .and_then(|snapshot| {
+                    let value = work(&snapshot)?;
+                    snapshot.commit()?;
+                    Ok(value)
+                })
+                .map_err(map_error);
             // Done before the connection is shared again, so a late interrupt cannot reach
             // the next reader's statement.
             if let Ok(mut running) = running.lock() {
@@ -721,6 +731,32 @@ mod tests {
         // Re-opening applies nothing new and keeps the schema.
         let again = SqliteStore::open(path).await.unwrap();
         assert!(again.health().await.schema_ok());
+    }
+
+    /// The statements of one read see one snapshot: a write committed between them (the
+    /// background indexer moving a batch from the backlog into the index) is seen by neither.
+    #[tokio::test]
+    async fn a_read_sees_one_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wa.db");
+        let store = SqliteStore::open(path.clone()).await.unwrap();
+        let mark = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("SELECT indexed_through FROM search_progress", [], |row| {
+                row.get(0)
+            })
+        };
+        let (before, after) = store
+            .read(move |conn| {
+                let before = mark(conn)?;
+                let other = Connection::open(&path)?;
+                other.execute("UPDATE search_progress SET indexed_through = 42", [])?;
+                Ok((before, mark(conn)?))
+            })
+            .await
+            .unwrap();
+        assert_eq!((before, after), (0, 0));
+        let seen = store.read(mark).await.unwrap();
+        assert_eq!(seen, 42, "the next read sees the write");
     }
 
     #[test]
