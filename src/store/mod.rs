@@ -252,39 +252,48 @@ fn check_role(role: &str) -> Result<(), StoreError> {
     }
 }
 
-/// The file a `sqlite://` URL names.
-fn sqlite_file(url: &DatabaseUrl) -> Result<PathBuf, StoreError> {
-    url.sqlite_path().ok_or_else(|| {
-        StoreError::Other(format!(
-            "{url} names no file: use sqlite:///path/to/file.db"
-        ))
-    })
+/// Where a database URL points. [`locate`] is the one place a URL's scheme picks a backend;
+/// the archive, the session store, the session wipe and backups all match on this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The SQLite file a `sqlite://` URL names.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, connected to with the URL itself.
+    Postgres,
+}
+
+/// Resolves `url` to a [`Location`], or says why it names none.
+pub fn locate(url: &DatabaseUrl) -> Result<Location, StoreError> {
+    match url.kind() {
+        Some(BackendKind::Sqlite) => url.sqlite_path().map(Location::Sqlite).ok_or_else(|| {
+            StoreError::Other(format!(
+                "{url} names no file: use sqlite:///path/to/file.db"
+            ))
+        }),
+        Some(BackendKind::Postgres) => Ok(Location::Postgres),
+        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    }
 }
 
 /// Copies the archive named by `url` to the new file `dest` while the service may be running
 /// (SQLite's online backup; see [`sqlite::backup`]). A PostgreSQL archive is backed up with
 /// PostgreSQL's own tools, which the error names.
 pub async fn backup(url: &DatabaseUrl, dest: PathBuf) -> Result<BackupSummary, StoreError> {
-    match url.kind() {
-        Some(BackendKind::Sqlite) => {
-            let path = sqlite_file(url)?;
-            tokio::task::spawn_blocking(move || sqlite::backup(&path, &dest))
-                .await
-                .map_err(|err| StoreError::Other(format!("backup task failed: {err}")))?
-        }
-        Some(BackendKind::Postgres) => Err(StoreError::Other(format!(
+    match locate(url)? {
+        Location::Sqlite(path) => tokio::task::spawn_blocking(move || sqlite::backup(&path, &dest))
+            .await
+            .map_err(|err| StoreError::Other(format!("backup task failed: {err}")))?,
+        Location::Postgres => Err(StoreError::Other(format!(
             "the archive is in PostgreSQL ({url}): back it up with pg_dump --format=custom, \
              restore with pg_restore (see the README)"
         ))),
-        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
     }
 }
 
 /// Opens (creating and migrating as needed) the store named by `url`.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
-    match url.kind() {
-        Some(BackendKind::Sqlite) => Ok(Arc::new(SqliteStore::open(sqlite_file(url)?).await?)),
-        Some(BackendKind::Postgres) => Ok(Arc::new(PostgresStore::open(url).await?)),
-        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    match locate(url)? {
+        Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        Location::Postgres => Ok(Arc::new(PostgresStore::open(url).await?)),
     }
 }

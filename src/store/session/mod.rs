@@ -9,13 +9,13 @@
 mod postgres;
 mod wipe;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wacore::store::error::StoreError as WaStoreError;
 use wacore::store::traits::Backend;
 
-use super::StoreError;
+use super::{Location, StoreError, locate};
 use crate::config::{BackendKind, DatabaseUrl};
 use crate::store::pg::describe;
 
@@ -28,17 +28,9 @@ pub const DEVICE_ID: i32 = 1;
 /// Opens (creating and migrating as needed) the session store named by `url`, in the shape
 /// whatsapp-rust's `BotBuilder::with_backend_arc` takes.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Backend>, StoreError> {
-    match url.kind() {
-        Some(BackendKind::Sqlite) => {
-            let path = url.sqlite_path().ok_or_else(|| {
-                StoreError::Other(format!(
-                    "{url} names no file: use sqlite:///path/to/file.db"
-                ))
-            })?;
-            Ok(Arc::new(open_sqlite(&path).await?))
-        }
-        Some(BackendKind::Postgres) => Ok(Arc::new(PgSessionStore::open(url).await?)),
-        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    match locate(url)? {
+        Location::Sqlite(path) => Ok(Arc::new(open_sqlite(&path).await?)),
+        Location::Postgres => Ok(Arc::new(PgSessionStore::open(url).await?)),
     }
 }
 
@@ -115,13 +107,10 @@ pub async fn health(url: &DatabaseUrl) -> SessionHealth {
         missing_tables: Vec::new(),
         error: None,
     };
-    let (wanted, present) = match url.kind() {
-        Some(BackendKind::Sqlite) => (core_tables(|t| t.sqlite), sqlite_tables(url).await),
-        Some(BackendKind::Postgres) => (core_tables(|t| t.postgres), postgres_tables(url).await),
-        None => (
-            Vec::new(),
-            Err(StoreError::Other(format!("unsupported database URL {url}"))),
-        ),
+    let (wanted, present) = match locate(url) {
+        Ok(Location::Sqlite(path)) => (core_tables(|t| t.sqlite), sqlite_tables(path).await),
+        Ok(Location::Postgres) => (core_tables(|t| t.postgres), postgres_tables(url).await),
+        Err(err) => (Vec::new(), Err(err)),
     };
     match present {
         Ok(present) => {
@@ -138,10 +127,7 @@ pub async fn health(url: &DatabaseUrl) -> SessionHealth {
     health
 }
 
-async fn sqlite_tables(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
-    let path = url
-        .sqlite_path()
-        .ok_or_else(|| StoreError::Other(format!("{url} names no file")))?;
+async fn sqlite_tables(path: PathBuf) -> Result<Vec<String>, StoreError> {
     tokio::task::spawn_blocking(move || {
         if !path.exists() {
             return Err(StoreError::Unavailable(format!(

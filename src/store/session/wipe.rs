@@ -5,22 +5,16 @@
 //! phone removed cannot be reused: its identity must go. The archive lives beside the session
 //! (in the same SQLite file by default) and is left alone.
 
-use crate::config::{BackendKind, DatabaseUrl};
-use crate::store::StoreError;
+use crate::config::DatabaseUrl;
+use crate::store::{Location, StoreError, locate};
 
 /// Deletes every row of the session store at `url`, in one transaction.
 pub async fn wipe_session(url: &DatabaseUrl) -> Result<(), StoreError> {
-    match url.kind() {
-        Some(BackendKind::Sqlite) => {
-            let path = url
-                .sqlite_path()
-                .ok_or_else(|| StoreError::Other(format!("{url} names no file")))?;
-            tokio::task::spawn_blocking(move || wipe_sqlite(&path))
-                .await
-                .map_err(|err| StoreError::Other(format!("session wipe stopped: {err}")))?
-        }
-        Some(BackendKind::Postgres) => wipe_postgres(url).await,
-        None => Err(StoreError::Other(format!("unsupported database URL {url}"))),
+    match locate(url)? {
+        Location::Sqlite(path) => tokio::task::spawn_blocking(move || wipe_sqlite(&path))
+            .await
+            .map_err(|err| StoreError::Other(format!("session wipe stopped: {err}")))?,
+        Location::Postgres => wipe_postgres(url).await,
     }
 }
 
