@@ -51,7 +51,7 @@ pub enum StartError {
         source: StoreError,
     },
     #[error("cannot start the WhatsApp engine: {0}")]
-    Engine(String),
+    Engine(crate::engine::StartError),
 }
 
 /// Opens the archive (running its migrations) and starts the engine `config` names, with the

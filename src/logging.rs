@@ -104,21 +104,29 @@ pub fn init(level: &str, target: LogTarget) -> LogSink {
 /// (`[span{field=value}]`) are refused: their values are compiled into automata that a short
 /// pattern can make take gigabytes and minutes, and two directives with the same field break
 /// an ordering invariant the crate asserts in debug builds.
-pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+pub fn parse_filter(level: &str) -> Result<EnvFilter, FilterError> {
     if let Some(bad) = level.chars().find(|c| !c.is_ascii_graphic() && *c != ' ') {
-        return Err(format!(
-            "{bad:?} is not allowed; a filter is ASCII, e.g. `info` or `whatsapp_mcp=debug,info`"
-        ));
+        return Err(FilterError::NotAscii(bad));
     }
     if level.contains(['{', '}']) {
-        return Err(
-            "span field filters ({…}) are not supported; filter by target or span name, \
-             e.g. `whatsapp_mcp=debug` or `[sync]=trace`"
-                .to_owned(),
-        );
+        return Err(FilterError::SpanFields);
     }
     let directives: Vec<&str> = level.split(',').map(str::trim).collect();
-    EnvFilter::try_new(directives.join(",")).map_err(|err| err.to_string())
+    Ok(EnvFilter::try_new(directives.join(","))?)
+}
+
+/// Why a log filter directive was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("{0:?} is not allowed; a filter is ASCII, e.g. `info` or `whatsapp_mcp=debug,info`")]
+    NotAscii(char),
+    #[error(
+        "span field filters ({{…}}) are not supported; filter by target or span name, \
+         e.g. `whatsapp_mcp=debug` or `[sync]=trace`"
+    )]
+    SpanFields,
+    #[error(transparent)]
+    Directive(#[from] tracing_subscriber::filter::ParseError),
 }
 
 /// The configured directive, with rmcp held at info whatever it asks for: rmcp's debug lines

@@ -48,6 +48,25 @@ pub enum EngineError {
     Failed(String),
 }
 
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The session database could not be opened or migrated.
+    #[error("opening the WhatsApp session store: {0}")]
+    SessionStore(crate::store::StoreError),
+    /// The fake engine's seed names nothing it knows.
+    #[cfg(feature = "fake-engine")]
+    #[error("unknown or malformed WHATSAPP_MCP_FAKE_SEED {0:?}")]
+    Seed(String),
+    /// Filling the archive for the fake engine failed.
+    #[cfg(feature = "fake-engine")]
+    #[error("seeding the fake engine: {0}")]
+    Seeding(crate::store::StoreError),
+    /// `engine.kind = "fake"` in a build without the test engine.
+    #[error("this build has no fake engine (feature fake-engine)")]
+    NoFakeEngine,
+}
+
 /// The kind of media a file is sent as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -242,7 +261,7 @@ pub async fn start(
     status: crate::state::StatusHandle,
     media_dir: PathBuf,
     session_url: &crate::config::DatabaseUrl,
-) -> Result<std::sync::Arc<dyn Engine>, String> {
+) -> Result<std::sync::Arc<dyn Engine>, StartError> {
     use crate::config::EngineKind;
     match kind {
         EngineKind::Whatsapp => {
@@ -268,7 +287,7 @@ pub async fn start(
             let seeded = match seed.split(':').collect::<Vec<_>>().as_slice() {
                 [""] => Ok(()),
                 ["scan-after", millis] => {
-                    let millis = millis.parse().map_err(|_| format!("bad seed {seed:?}"))?;
+                    let millis = millis.parse().map_err(|_| StartError::Seed(seed.clone()))?;
                     engine = engine.with_scan_after(std::time::Duration::from_millis(millis));
                     Ok(())
                 }
@@ -286,17 +305,19 @@ pub async fn start(
                     }
                 }
                 ["history", chats, messages] => {
-                    let chats = chats.parse().map_err(|_| format!("bad seed {seed:?}"))?;
-                    let messages = messages.parse().map_err(|_| format!("bad seed {seed:?}"))?;
+                    let chats = chats.parse().map_err(|_| StartError::Seed(seed.clone()))?;
+                    let messages = messages
+                        .parse()
+                        .map_err(|_| StartError::Seed(seed.clone()))?;
                     engine.play_history(chats, messages).await
                 }
-                _ => return Err(format!("unknown WHATSAPP_MCP_FAKE_SEED {seed:?}")),
+                _ => return Err(StartError::Seed(seed)),
             };
-            seeded.map_err(|err| format!("seeding the fake engine: {err}"))?;
+            seeded.map_err(StartError::Seeding)?;
             Ok(std::sync::Arc::new(engine))
         }
         #[cfg(not(feature = "fake-engine"))]
-        EngineKind::Fake => Err("this build has no fake engine (feature fake-engine)".to_owned()),
+        EngineKind::Fake => Err(StartError::NoFakeEngine),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
@@ -17,6 +17,54 @@ use crate::jid::Jid;
 /// is higher, but nothing an assistant sends needs more).
 pub const MAX_OUTGOING_FILE_BYTES: u64 = 100 * 1024 * 1024;
 
+/// Why a policy check refused its input; each message says what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("mcp.allowed_recipients: {0}")]
+    Recipient(crate::jid::JidError),
+    #[error("media_path is empty: give the name of a file in the outbox directory")]
+    EmptyPath,
+    #[error(
+        "the outbox directory {} is not usable ({source}): the server's administrator must create it; files to send go there",
+        dir.display()
+    )]
+    Outbox {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{name}: no such file; put the file into the outbox directory {} and pass its name",
+        outbox.display()
+    )]
+    NoSuchFile { name: String, outbox: PathBuf },
+    #[error("{name}: cannot be read ({source})")]
+    Unreadable {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{name} is outside the outbox directory {}: only files in that directory can be sent (symlinks are followed before this check); copy the file there first",
+        outbox.display()
+    )]
+    Outside { name: String, outbox: PathBuf },
+    #[error(
+        "{name} is outside the outbox directory {}: it was moved while being checked",
+        outbox.display()
+    )]
+    Moved { name: String, outbox: PathBuf },
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
+    #[error(
+        "{name} is {mib} MiB; the limit is {} MiB",
+        MAX_OUTGOING_FILE_BYTES / (1024 * 1024)
+    )]
+    TooLarge { name: String, mib: u64 },
+    #[error(
+        "{field}: {input:?} is not an ISO-8601 time; use e.g. 2025-01-31T18:00:00Z, 2025-01-31T18:00:00+01:00 or 2025-01-31"
+    )]
+    Time { field: String, input: String },
+}
+
 /// The recipients the server may send to; empty means anyone.
 #[derive(Clone, Debug, Default)]
 pub struct RecipientPolicy {
@@ -26,10 +74,10 @@ pub struct RecipientPolicy {
 impl RecipientPolicy {
     /// Parses the configured entries (phone numbers or JIDs); unparsable entries are reported
     /// rather than silently dropped, because a typo would otherwise widen nothing but confuse.
-    pub fn new(entries: &[String]) -> Result<Self, String> {
+    pub fn new(entries: &[String]) -> Result<Self, PolicyError> {
         let allowed = entries
             .iter()
-            .map(|entry| Jid::parse(entry).map_err(|err| format!("mcp.allowed_recipients: {err}")))
+            .map(|entry| Jid::parse(entry).map_err(PolicyError::Recipient))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { allowed })
     }
@@ -47,17 +95,21 @@ impl RecipientPolicy {
 
 /// Resolves `requested` to a regular file inside `outbox`, following symlinks first so a link
 /// pointing out of the outbox is refused, and checks its size.
-pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, String> {
+pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, PolicyError> {
     let requested = requested.trim();
     if requested.is_empty() {
-        return Err("media_path is empty: give the name of a file in the outbox directory".into());
+        return Err(PolicyError::EmptyPath);
     }
-    let root = outbox.canonicalize().map_err(|err| {
-        format!(
-            "the outbox directory {} is not usable ({err}): the server's administrator must create it; files to send go there",
-            outbox.display()
-        )
-    })?;
+    let root = outbox
+        .canonicalize()
+        .map_err(|source| PolicyError::Outbox {
+            dir: outbox.to_path_buf(),
+            source,
+        })?;
+    let unreadable = |source: std::io::Error| PolicyError::Unreadable {
+        name: requested.to_owned(),
+        source,
+    };
     let candidate = {
         let path = Path::new(requested);
         if path.is_absolute() {
@@ -68,19 +120,19 @@ pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, Strin
     };
     let resolved = candidate.canonicalize().map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "{requested}: no such file; put the file into the outbox directory {} and pass its name",
-                root.display()
-            )
+            PolicyError::NoSuchFile {
+                name: requested.to_owned(),
+                outbox: root.clone(),
+            }
         } else {
-            format!("{requested}: cannot be read ({err})")
+            unreadable(err)
         }
     })?;
     if !resolved.starts_with(&root) {
-        return Err(format!(
-            "{requested} is outside the outbox directory {}: only files in that directory can be sent (symlinks are followed before this check); copy the file there first",
-            root.display()
-        ));
+        return Err(PolicyError::Outside {
+            name: requested.to_owned(),
+            outbox: root,
+        });
     }
     // Opened now and only ever read through this handle, so the path cannot be swapped for
     // something else between this check and the send. The handle's real location is checked
@@ -90,27 +142,24 @@ pub fn outbox_file(outbox: &Path, requested: &str) -> Result<OutgoingFile, Strin
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&resolved)
-        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
-    let opened = std::fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
+        .map_err(unreadable)?;
+    let opened =
+        std::fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(unreadable)?;
     if !opened.starts_with(&root) {
-        return Err(format!(
-            "{requested} is outside the outbox directory {}: it was moved while being checked",
-            root.display()
-        ));
+        return Err(PolicyError::Moved {
+            name: requested.to_owned(),
+            outbox: root,
+        });
     }
-    let metadata = handle
-        .metadata()
-        .map_err(|err| format!("{requested}: cannot be read ({err})"))?;
+    let metadata = handle.metadata().map_err(unreadable)?;
     if !metadata.is_file() {
-        return Err(format!("{requested} is not a regular file"));
+        return Err(PolicyError::NotRegular(requested.to_owned()));
     }
     if metadata.len() > MAX_OUTGOING_FILE_BYTES {
-        return Err(format!(
-            "{requested} is {} MiB; the limit is {} MiB",
-            metadata.len().div_ceil(1024 * 1024),
-            MAX_OUTGOING_FILE_BYTES / (1024 * 1024)
-        ));
+        return Err(PolicyError::TooLarge {
+            name: requested.to_owned(),
+            mib: metadata.len().div_ceil(1024 * 1024),
+        });
     }
     let file_name = resolved
         .file_name()
@@ -166,7 +215,7 @@ pub fn mime_for(path: &Path) -> &'static str {
 
 /// Reads an ISO-8601 time (with offset, without one meaning UTC, or a bare date at midnight
 /// UTC) into Unix seconds.
-pub fn parse_time(field: &str, input: &str) -> Result<i64, String> {
+pub fn parse_time(field: &str, input: &str) -> Result<i64, PolicyError> {
     let text = input.trim();
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp());
@@ -185,9 +234,10 @@ pub fn parse_time(field: &str, input: &str) -> Result<i64, String> {
     {
         return Ok(midnight.and_utc().timestamp());
     }
-    Err(format!(
-        "{field}: {input:?} is not an ISO-8601 time; use e.g. 2025-01-31T18:00:00Z, 2025-01-31T18:00:00+01:00 or 2025-01-31"
-    ))
+    Err(PolicyError::Time {
+        field: field.to_owned(),
+        input: input.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -197,19 +247,21 @@ mod tests {
     #[test]
     fn times_in_the_usual_iso_spellings() {
         assert_eq!(
-            parse_time("after", "2025-01-31T18:00:00Z"),
-            Ok(1_738_346_400)
+            parse_time("after", "2025-01-31T18:00:00Z").ok(),
+            Some(1_738_346_400)
         );
         assert_eq!(
-            parse_time("after", "2025-01-31T19:00:00+01:00"),
-            Ok(1_738_346_400)
+            parse_time("after", "2025-01-31T19:00:00+01:00").ok(),
+            Some(1_738_346_400)
         );
         assert_eq!(
-            parse_time("after", "2025-01-31T18:00:00"),
-            Ok(1_738_346_400)
+            parse_time("after", "2025-01-31T18:00:00").ok(),
+            Some(1_738_346_400)
         );
-        assert_eq!(parse_time("after", "2025-01-31"), Ok(1_738_281_600));
-        let err = parse_time("before", "last tuesday").unwrap_err();
+        assert_eq!(parse_time("after", "2025-01-31").ok(), Some(1_738_281_600));
+        let err = parse_time("before", "last tuesday")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("before:") && err.contains("ISO-8601"),
             "{err}"
@@ -250,12 +302,12 @@ mod tests {
             dir.path().join("secret.txt").to_str().unwrap(),
             "/etc/passwd",
         ] {
-            let err = outbox_file(&outbox, escape).unwrap_err();
+            let err = outbox_file(&outbox, escape).unwrap_err().to_string();
             assert!(err.contains("outside the outbox"), "{escape}: {err}");
         }
-        let missing = outbox_file(&outbox, "nope.pdf").unwrap_err();
+        let missing = outbox_file(&outbox, "nope.pdf").unwrap_err().to_string();
         assert!(missing.contains("no such file"), "{missing}");
-        let dir_err = outbox_file(&outbox, ".").unwrap_err();
+        let dir_err = outbox_file(&outbox, ".").unwrap_err().to_string();
         assert!(dir_err.contains("not a regular file"), "{dir_err}");
     }
 
@@ -280,7 +332,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let err = outbox_file(&outbox, "pipe.mp3").unwrap_err();
+        let err = outbox_file(&outbox, "pipe.mp3").unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
     }
 }

@@ -79,6 +79,12 @@ impl From<EngineError> for ToolError {
     }
 }
 
+impl From<policy::PolicyError> for ToolError {
+    fn from(err: policy::PolicyError) -> Self {
+        Self(err.to_string())
+    }
+}
+
 /// Store failures other than "not found", which each tool words for itself.
 fn archive_error(err: StoreError) -> ToolError {
     match err {
@@ -253,13 +259,13 @@ impl WhatsAppTools {
             .as_deref()
             .map(|t| policy::parse_time("after", t))
             .transpose()
-            .map_err(ToolError)?;
+            .map_err(ToolError::from)?;
         let before = p
             .before
             .as_deref()
             .map(|t| policy::parse_time("before", t))
             .transpose()
-            .map_err(ToolError)?;
+            .map_err(ToolError::from)?;
         let chat = p
             .chat_jid
             .as_deref()
@@ -551,8 +557,8 @@ impl WhatsAppTools {
         Parameters(p): Parameters<SendFileParams>,
     ) -> Result<Json<SentOut>, ToolError> {
         let to = self.recipient("recipient", &p.recipient).await?;
-        let file =
-            policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path).map_err(ToolError)?;
+        let file = policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path)
+            .map_err(ToolError::from)?;
         let kind = policy::kind_of(&file);
         let caption = p.caption.filter(|c| !c.trim().is_empty());
         let message = self
@@ -579,8 +585,8 @@ impl WhatsAppTools {
         Parameters(p): Parameters<SendAudioParams>,
     ) -> Result<Json<SentOut>, ToolError> {
         let to = self.recipient("recipient", &p.recipient).await?;
-        let file =
-            policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path).map_err(ToolError)?;
+        let file = policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path)
+            .map_err(ToolError::from)?;
         if !file.mime_type.starts_with("audio/") {
             return Err(ToolError(format!(
                 "{} is not an audio file ({}): use send_file for other files",

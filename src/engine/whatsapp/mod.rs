@@ -82,11 +82,11 @@ impl WhatsAppEngine {
         ingest: Ingest,
         session_url: DatabaseUrl,
         media_dir: PathBuf,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, super::StartError> {
         ingest.status().update(|s| s.state = LinkState::Starting);
         let backend = crate::store::session::open(&session_url)
             .await
-            .map_err(|err| format!("opening the WhatsApp session store: {err}"))?;
+            .map_err(super::StartError::SessionStore)?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -666,7 +666,7 @@ impl Engine for WhatsAppEngine {
         answer
             .await
             .map_err(|_| EngineError::Unavailable("the WhatsApp engine has stopped".to_owned()))?
-            .map_err(EngineError::Failed)?;
+            .map_err(|err| EngineError::Failed(err.to_string()))?;
         // The archive goes only after the unlink succeeded, so a failed logout loses nothing.
         if wipe_archive {
             self.shared

@@ -21,6 +21,7 @@ use super::Shared;
 use super::backoff::{Backoff, STABLE_AFTER};
 use super::events::{ArchiveHook, Forwarder, Observed, Verdict};
 use crate::engine::ingest::EngineEvent;
+use crate::store::StoreError;
 
 /// How long to wait before trying again after WhatsApp rejected this version: the client fetches
 /// the current version string on each connect, so a later attempt can succeed on its own.
@@ -38,7 +39,7 @@ pub(super) enum Command {
     /// Unlink: deregister if connected, then wipe the session.
     Logout {
         reason: String,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -316,7 +317,7 @@ async fn wait(
 async fn wait_for_logout(
     shared: &Shared,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Option<(String, oneshot::Sender<Result<(), String>>)> {
+) -> Option<(String, oneshot::Sender<Result<(), StoreError>>)> {
     loop {
         match wait(shared, commands, None).await {
             Wake::Stop => return None,
@@ -401,10 +402,8 @@ async fn session_exists(shared: &Shared) -> bool {
 }
 
 /// Wipes the session and publishes the logged-out state.
-async fn forget_session(shared: &Shared, reason: &str) -> Result<(), String> {
-    let wiped = crate::store::session::wipe_session(&shared.session_url)
-        .await
-        .map_err(|err| err.to_string());
+async fn forget_session(shared: &Shared, reason: &str) -> Result<(), StoreError> {
+    let wiped = crate::store::session::wipe_session(&shared.session_url).await;
     apply(
         shared,
         EngineEvent::LoggedOut {
