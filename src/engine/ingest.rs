@@ -128,6 +128,18 @@ impl Ingest {
         &self.store
     }
 
+    /// Applies `events` in order, stopping at the first that fails: what came before it is
+    /// stored, it and what follows are not.
+    pub async fn apply_all(
+        &self,
+        events: impl IntoIterator<Item = EngineEvent>,
+    ) -> Result<(), StoreError> {
+        for event in events {
+            self.apply(event).await?;
+        }
+        Ok(())
+    }
+
     /// Stores the event (if it carries data) and updates the link state. Returns once the data
     /// is committed; an error means nothing of this event was stored and it may be retried.
     pub async fn apply(&self, event: EngineEvent) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
 //! Translating whatsapp-rust's messages into the archive's records.
 //!
-//! Pure functions only: the same translation serves live messages, our own sends and every
-//! history sync chunk, and the unit tests feed it protobufs built by hand.
+//! Pure functions only: the same translation serves live messages, our own sends, every
+//! history sync chunk and the library's other events ([`translate`]), and the unit tests feed
+//! it protobufs built by hand. What comes out is applied in order by one `Ingest::apply_all`.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,11 @@ use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
+use whatsapp_rust::types::events::{Event, InboundMessage};
+
 use crate::engine::ingest::{EngineEvent, HistoryConversation};
 use crate::jid::Jid;
+use crate::state::Account;
 use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, NewMessage};
 
 /// One of whatsapp-rust's JIDs as ours: device and agent parts dropped; `None` for addresses
@@ -527,6 +531,214 @@ fn stored_reactions(
         .collect()
 }
 
+/// What one event of the library means for the archive and the link state, in the order the
+/// events are to be applied. `me` is our own user JID; `account` is the account of the live
+/// client when there is one. History sync chunks are decoded apart (see [`history_events`]),
+/// off the async runtime; every other event the engine listens to is translated here.
+pub(super) fn translate(
+    event: &Event,
+    me: Option<&Jid>,
+    account: Option<Account>,
+) -> Vec<EngineEvent> {
+    match event {
+        Event::PairingQrCode(qr) => vec![EngineEvent::QrCode {
+            code: qr.code.clone(),
+            valid_for_secs: qr.timeout.as_secs().max(1),
+        }],
+        Event::PairSuccess(success) => {
+            let account = Account {
+                jid: success.id.to_string(),
+                phone: success.id.user_base().to_owned(),
+                push_name: Some(success.business_name.clone()).filter(|n| !n.is_empty()),
+            };
+            let mut events: Vec<_> = lid_link(jid(&success.lid), jid(&success.id))
+                .into_iter()
+                .collect();
+            events.push(EngineEvent::Paired { account });
+            events
+        }
+        Event::Connected(_) => account
+            .map(|account| EngineEvent::Connected { account })
+            .into_iter()
+            .collect(),
+        Event::Messages(batch) if !batch.hook_committed => inbound_events(&batch.messages, me),
+        Event::Receipt(receipt) => receipt_delivery(receipt).into_iter().collect(),
+        Event::ServerAck(ack) => ack_delivery(ack).into_iter().collect(),
+        Event::ContactUpdate(update) => {
+            let Some(who) = jid(&update.jid) else {
+                return Vec::new();
+            };
+            let action = &update.action;
+            let mut events: Vec<_> = lid_link(
+                action.lid_jid.as_deref().and_then(jid_str),
+                action.pn_jid.as_deref().and_then(jid_str),
+            )
+            .into_iter()
+            .collect();
+            let mut contact = ContactUpdate::new(who);
+            contact.full_name = action.full_name.clone().filter(|n| !n.trim().is_empty());
+            contact.first_name = action.first_name.clone().filter(|n| !n.trim().is_empty());
+            events.push(EngineEvent::Contacts(vec![contact]));
+            events
+        }
+        Event::PushNameUpdate(update) => {
+            let Some(who) = jid(&update.jid) else {
+                return Vec::new();
+            };
+            let mut contact = ContactUpdate::new(who);
+            contact.push_name = Some(update.new_push_name.clone()).filter(|n| !n.trim().is_empty());
+            vec![EngineEvent::Contacts(vec![contact])]
+        }
+        Event::ContactNumberChanged(change) => {
+            lid_link(change.new_lid.as_ref().and_then(jid), jid(&change.new_jid))
+                .into_iter()
+                .collect()
+        }
+        Event::PinUpdate(update) => chat_setting(&update.jid, |c| c.pinned = update.action.pinned),
+        Event::ArchiveUpdate(update) => {
+            chat_setting(&update.jid, |c| c.archived = update.action.archived)
+        }
+        Event::MuteUpdate(update) => {
+            let until = match update.action.muted {
+                Some(true) => update.action.mute_end_timestamp.map(|t| {
+                    // -1 means "always"; WhatsApp sends milliseconds.
+                    if t < 0 { i64::MAX } else { t / 1000 }
+                }),
+                Some(false) => Some(0),
+                None => None,
+            };
+            chat_setting(&update.jid, |c| c.muted_until = until)
+        }
+        Event::DeleteMessageForMeUpdate(update) => jid(&update.chat_jid)
+            .map(|chat| EngineEvent::Revoke {
+                chat,
+                message_id: update.message_id.clone(),
+                timestamp: update.timestamp.timestamp(),
+            })
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A LID and a phone number known to be one person, when the first really is a LID.
+fn lid_link(lid: Option<Jid>, phone: Option<Jid>) -> Option<EngineEvent> {
+    match (lid, phone) {
+        (Some(lid), Some(phone)) if lid.is_lid() => Some(EngineEvent::LidMapping { lid, phone }),
+        _ => None,
+    }
+}
+
+fn chat_setting(chat: &whatsapp_rust::Jid, edit: impl FnOnce(&mut ChatUpdate)) -> Vec<EngineEvent> {
+    let Some(chat) = jid(chat) else {
+        return Vec::new();
+    };
+    let mut update = ChatUpdate::new(chat);
+    edit(&mut update);
+    vec![EngineEvent::Chats(vec![update])]
+}
+
+/// One batch of received messages: the LID links their addresses show first, then the
+/// messages, then the push names of their senders, then reactions, edits and revokes.
+pub(super) fn inbound_events(batch: &[InboundMessage], me: Option<&Jid>) -> Vec<EngineEvent> {
+    let mut links = Vec::new();
+    let mut messages = Vec::new();
+    let mut contacts = Vec::new();
+    let mut others = Vec::new();
+    for inbound in batch {
+        let info = &inbound.info;
+        let source = &info.source;
+        let Some(chat) = jid(&source.chat) else {
+            continue;
+        };
+        let sender = jid(&source.sender);
+        // One person, two addresses: the store files both under the phone number.
+        for (a, b) in [
+            (Some(&source.sender), source.sender_alt.as_ref()),
+            (Some(&source.chat), source.recipient_alt.as_ref()),
+        ] {
+            if let (Some(a), Some(b)) = (a.and_then(jid), b.and_then(jid)) {
+                match (a.is_lid(), b.is_lid()) {
+                    (true, false) if b.phone().is_some() => {
+                        links.push(EngineEvent::LidMapping { lid: a, phone: b });
+                    }
+                    (false, true) if a.phone().is_some() => {
+                        links.push(EngineEvent::LidMapping { lid: b, phone: a });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !source.is_from_me
+            && !info.push_name.trim().is_empty()
+            && let Some(sender) = &sender
+        {
+            let mut update = ContactUpdate::new(sender.clone());
+            update.push_name = Some(info.push_name.clone());
+            contacts.push(update);
+        }
+        let envelope = Envelope {
+            chat,
+            id: info.id.clone(),
+            sender,
+            from_me: source.is_from_me,
+            timestamp: info.timestamp.timestamp(),
+            me: me.cloned(),
+        };
+        match interpret(&envelope, &inbound.message) {
+            Meaning::Message(message) => messages.push(*message),
+            Meaning::Event(event) => others.push(event),
+            Meaning::Nothing => {}
+        }
+    }
+    let mut events = links;
+    if !messages.is_empty() {
+        events.push(EngineEvent::Messages(messages));
+    }
+    if !contacts.is_empty() {
+        events.push(EngineEvent::Contacts(contacts));
+    }
+    events.extend(others);
+    events
+}
+
+/// A group's name and members, and the LID links its member list shows.
+pub(super) fn group_events(metadata: &whatsapp_rust::GroupMetadata) -> Vec<EngineEvent> {
+    let Some(group) = jid(&metadata.id) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    let mut participants = Vec::new();
+    for member in &metadata.participants {
+        let role = if member.is_super_admin() {
+            "superadmin"
+        } else if member.is_admin() {
+            "admin"
+        } else {
+            "member"
+        };
+        let lid = member.lid.as_ref().and_then(jid).filter(Jid::is_lid);
+        let phone = member
+            .phone_number
+            .as_ref()
+            .and_then(jid)
+            .filter(|j| !j.is_lid());
+        let own = jid(&member.jid);
+        if let (Some(lid), Some(phone)) = (lid.clone(), phone.clone()) {
+            events.push(EngineEvent::LidMapping { lid, phone });
+        }
+        if let Some(who) = phone.or(own).or(lid) {
+            participants.push((who, role.to_owned()));
+        }
+    }
+    events.push(EngineEvent::Group {
+        jid: group,
+        name: Some(metadata.subject.clone()).filter(|s| !s.trim().is_empty()),
+        participants,
+    });
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,5 +1052,86 @@ mod tests {
         ));
         assert_eq!(ack_delivery(&ack(Some("receipt"), None)), None);
         assert_eq!(ack_delivery(&ack(Some("message"), Some("479"))), None);
+    }
+
+    #[test]
+    fn library_events_translate_in_the_order_they_are_applied() {
+        use wa::sync_action_value::{ContactAction, MuteAction};
+        use whatsapp_rust::types::events::{ContactUpdate as WaContact, MuteUpdate};
+        let chat: whatsapp_rust::Jid = "31611111111@s.whatsapp.net".parse().unwrap();
+        let mute = |muted: Option<bool>, end: Option<i64>| {
+            Event::MuteUpdate(
+                MuteUpdate::builder()
+                    .jid(chat.clone())
+                    .timestamp(chrono::Utc::now())
+                    .action(Box::new(MuteAction {
+                        muted,
+                        mute_end_timestamp: end,
+                        ..Default::default()
+                    }))
+                    .from_full_sync(false)
+                    .build(),
+            )
+        };
+        let muted_until = |event: &Event| match translate(event, None, None).as_slice() {
+            [EngineEvent::Chats(updates)] => updates[0].muted_until,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(muted_until(&mute(Some(true), Some(-1))), Some(i64::MAX));
+        assert_eq!(
+            muted_until(&mute(Some(true), Some(1_700_000_000_000))),
+            Some(1_700_000_000)
+        );
+        assert_eq!(muted_until(&mute(Some(false), None)), Some(0));
+        assert_eq!(muted_until(&mute(None, None)), None);
+
+        // An address-book entry: the LID link first, then the names.
+        let contact = |lid: &str| {
+            Event::ContactUpdate(
+                WaContact::builder()
+                    .jid(chat.clone())
+                    .timestamp(chrono::Utc::now())
+                    .action(Box::new(ContactAction {
+                        full_name: Some("Ada Lovelace".to_owned()),
+                        first_name: Some(" ".to_owned()),
+                        lid_jid: Some(lid.to_owned()),
+                        pn_jid: Some("31611111111@s.whatsapp.net".to_owned()),
+                        ..Default::default()
+                    }))
+                    .from_full_sync(true)
+                    .build(),
+            )
+        };
+        match translate(&contact("99887766@lid"), None, None).as_slice() {
+            [
+                EngineEvent::LidMapping { lid, phone },
+                EngineEvent::Contacts(contacts),
+            ] => {
+                assert_eq!(lid.to_string(), "99887766@lid");
+                assert_eq!(phone.to_string(), "31611111111@s.whatsapp.net");
+                assert_eq!(contacts[0].full_name.as_deref(), Some("Ada Lovelace"));
+                assert_eq!(contacts[0].first_name, None, "a blank name is no name");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A "LID" that is a phone number links nothing.
+        let events = translate(&contact("31622222222@s.whatsapp.net"), None, None);
+        assert!(
+            matches!(events.as_slice(), [EngineEvent::Contacts(_)]),
+            "{events:?}"
+        );
+        // Connected means something only with the live client's account.
+        let connected =
+            Event::Connected(whatsapp_rust::types::events::Connected::builder().build());
+        assert!(translate(&connected, None, None).is_empty());
+        let account = Account {
+            jid: "31611111111@s.whatsapp.net".to_owned(),
+            phone: "31611111111".to_owned(),
+            push_name: None,
+        };
+        assert!(matches!(
+            translate(&connected, None, Some(account)).as_slice(),
+            [EngineEvent::Connected { .. }]
+        ));
     }
 }

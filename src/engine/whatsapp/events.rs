@@ -16,12 +16,11 @@ use tokio::sync::mpsc;
 use whatsapp_rust::Client;
 use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind, InboundMessage};
 
-use super::convert::{self, Envelope, Meaning};
+use super::convert;
 use crate::engine::ingest::{EngineEvent, Ingest};
 use crate::jid::Jid;
 use crate::state::Account;
 use crate::store::StoreError;
-use crate::store::model::{ChatUpdate, ContactUpdate};
 
 /// Why a connection ended for good, as far as retrying is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,69 +250,7 @@ pub(super) async fn store_batch(
     batch: &[InboundMessage],
     me: Option<&Jid>,
 ) -> Result<(), StoreError> {
-    let mut links = Vec::new();
-    let mut messages = Vec::new();
-    let mut contacts = Vec::new();
-    let mut others = Vec::new();
-    for inbound in batch {
-        let info = &inbound.info;
-        let source = &info.source;
-        let Some(chat) = convert::jid(&source.chat) else {
-            continue;
-        };
-        let sender = convert::jid(&source.sender);
-        // One person, two addresses: the store files both under the phone number.
-        for (a, b) in [
-            (Some(&source.sender), source.sender_alt.as_ref()),
-            (Some(&source.chat), source.recipient_alt.as_ref()),
-        ] {
-            if let (Some(a), Some(b)) = (a.and_then(convert::jid), b.and_then(convert::jid)) {
-                match (a.is_lid(), b.is_lid()) {
-                    (true, false) if b.phone().is_some() => {
-                        links.push(EngineEvent::LidMapping { lid: a, phone: b });
-                    }
-                    (false, true) if a.phone().is_some() => {
-                        links.push(EngineEvent::LidMapping { lid: b, phone: a });
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !source.is_from_me
-            && !info.push_name.trim().is_empty()
-            && let Some(sender) = &sender
-        {
-            let mut update = ContactUpdate::new(sender.clone());
-            update.push_name = Some(info.push_name.clone());
-            contacts.push(update);
-        }
-        let envelope = Envelope {
-            chat,
-            id: info.id.clone(),
-            sender,
-            from_me: source.is_from_me,
-            timestamp: info.timestamp.timestamp(),
-            me: me.cloned(),
-        };
-        match convert::interpret(&envelope, &inbound.message) {
-            Meaning::Message(message) => messages.push(*message),
-            Meaning::Event(event) => others.push(event),
-            Meaning::Nothing => {}
-        }
-    }
-    for event in links {
-        ingest.apply(event).await?;
-    }
-    if !messages.is_empty() {
-        ingest.apply(EngineEvent::Messages(messages)).await?;
-    }
-    if !contacts.is_empty() {
-        ingest.apply(EngineEvent::Contacts(contacts)).await?;
-    }
-    for event in others {
-        ingest.apply(event).await?;
-    }
-    Ok(())
+    ingest.apply_all(convert::inbound_events(batch, me)).await
 }
 
 /// Consumes forwarded events in order until the engine stops.
@@ -331,119 +268,39 @@ pub(super) async fn consume(
     }
 }
 
+/// One forwarded event: translated, applied, then whatever it asks of the live client.
 async fn handle(
     ingest: &Ingest,
     client: Option<Arc<Client>>,
     event: &Arc<Event>,
 ) -> Result<(), StoreError> {
     let me = client.as_deref().and_then(own_jid);
-    match &**event {
-        Event::PairingQrCode(qr) => {
-            ingest
-                .apply(EngineEvent::QrCode {
-                    code: qr.code.clone(),
-                    valid_for_secs: qr.timeout.as_secs().max(1),
-                })
-                .await
-        }
-        Event::PairSuccess(success) => {
-            tracing::info!("the phone accepted the link; connecting with the new identity");
-            let phone = success.id.user_base().to_owned();
-            let account = Account {
-                jid: success.id.to_string(),
-                phone,
-                push_name: Some(success.business_name.clone()).filter(|n| !n.is_empty()),
-            };
-            if let (Some(lid), Some(phone)) =
-                (convert::jid(&success.lid), convert::jid(&success.id))
-                && lid.is_lid()
-            {
-                ingest.apply(EngineEvent::LidMapping { lid, phone }).await?;
+    let events = match &**event {
+        Event::HistorySync(lazy) => {
+            let progress = lazy.progress().map(|p| p.min(100) as u8);
+            let mut events = history_chunk(Arc::clone(event), me, progress).await?;
+            if progress == Some(100) {
+                events.push(EngineEvent::HistoryComplete);
             }
-            ingest.apply(EngineEvent::Paired { account }).await
+            events
+        }
+        other => convert::translate(other, me.as_ref(), client.as_deref().and_then(account)),
+    };
+    ingest.apply_all(events).await?;
+    match &**event {
+        Event::PairSuccess(_) => {
+            tracing::info!("the phone accepted the link; connecting with the new identity");
         }
         Event::PairError(error) => {
             tracing::warn!(error = %error.error, "linking failed on the phone's side");
-            Ok(())
         }
         Event::Connected(_) => {
-            let Some(client) = client else { return Ok(()) };
-            let Some(account) = account(&client) else {
-                return Ok(());
-            };
-            tracing::info!(phone = %account.phone, "connected to WhatsApp");
-            ingest.apply(EngineEvent::Connected { account }).await?;
-            tokio::spawn(after_connect(ingest.clone(), client));
-            Ok(())
-        }
-        Event::Messages(batch) if !batch.hook_committed => {
-            store_batch(ingest, &batch.messages, me.as_ref()).await
-        }
-        Event::HistorySync(lazy) => {
-            let progress = lazy.progress().map(|p| p.min(100) as u8);
-            let owned = Arc::clone(event);
-            let decoded = tokio::task::spawn_blocking(move || match &*owned {
-                Event::HistorySync(lazy) => lazy
-                    .get()
-                    .map(|sync| convert::history_events(sync, me.as_ref(), progress)),
-                _ => None,
-            })
-            .await
-            .map_err(|err| StoreError::Other(format!("history sync decoding stopped: {err}")))?;
-            let Some(events) = decoded else {
-                tracing::warn!("a history sync chunk could not be decoded; it is skipped");
-                return Ok(());
-            };
-            for event in events {
-                ingest.apply(event).await?;
-            }
-            if progress == Some(100) {
-                ingest.apply(EngineEvent::HistoryComplete).await?;
-            }
-            Ok(())
-        }
-        Event::Receipt(receipt) => match convert::receipt_delivery(receipt) {
-            Some(delivery) => ingest.apply(delivery).await,
-            None => Ok(()),
-        },
-        Event::ServerAck(ack) => match convert::ack_delivery(ack) {
-            Some(delivery) => ingest.apply(delivery).await,
-            None => Ok(()),
-        },
-        Event::ContactUpdate(update) => {
-            let Some(jid) = convert::jid(&update.jid) else {
-                return Ok(());
-            };
-            let action = &update.action;
-            if let (Some(lid), Some(phone)) = (
-                action.lid_jid.as_deref().and_then(convert::jid_str),
-                action.pn_jid.as_deref().and_then(convert::jid_str),
-            ) && lid.is_lid()
+            if let Some(client) = client
+                && let Some(account) = account(&client)
             {
-                ingest.apply(EngineEvent::LidMapping { lid, phone }).await?;
+                tracing::info!(phone = %account.phone, "connected to WhatsApp");
+                tokio::spawn(after_connect(ingest.clone(), client));
             }
-            let mut contact = ContactUpdate::new(jid);
-            contact.full_name = action.full_name.clone().filter(|n| !n.trim().is_empty());
-            contact.first_name = action.first_name.clone().filter(|n| !n.trim().is_empty());
-            ingest.apply(EngineEvent::Contacts(vec![contact])).await
-        }
-        Event::PushNameUpdate(update) => {
-            let Some(jid) = convert::jid(&update.jid) else {
-                return Ok(());
-            };
-            let mut contact = ContactUpdate::new(jid);
-            contact.push_name = Some(update.new_push_name.clone()).filter(|n| !n.trim().is_empty());
-            ingest.apply(EngineEvent::Contacts(vec![contact])).await
-        }
-        Event::ContactNumberChanged(change) => {
-            if let (Some(lid), Some(phone)) = (
-                change.new_lid.as_ref().and_then(convert::jid),
-                convert::jid(&change.new_jid),
-            ) && lid.is_lid()
-            {
-                ingest.apply(EngineEvent::LidMapping { lid, phone }).await?;
-            }
-            Ok(())
         }
         Event::GroupUpdate(update) => {
             if let Some(client) = client {
@@ -457,52 +314,31 @@ async fn handle(
                     }
                 });
             }
-            Ok(())
         }
-        Event::PinUpdate(update) => {
-            chat_setting(ingest, &update.jid, |c| c.pinned = update.action.pinned).await
-        }
-        Event::ArchiveUpdate(update) => {
-            chat_setting(ingest, &update.jid, |c| c.archived = update.action.archived).await
-        }
-        Event::MuteUpdate(update) => {
-            let until = match update.action.muted {
-                Some(true) => update.action.mute_end_timestamp.map(|t| {
-                    // -1 means "always"; WhatsApp sends milliseconds.
-                    if t < 0 { i64::MAX } else { t / 1000 }
-                }),
-                Some(false) => Some(0),
-                None => None,
-            };
-            chat_setting(ingest, &update.jid, |c| c.muted_until = until).await
-        }
-        Event::DeleteMessageForMeUpdate(update) => {
-            let Some(chat) = convert::jid(&update.chat_jid) else {
-                return Ok(());
-            };
-            ingest
-                .apply(EngineEvent::Revoke {
-                    chat,
-                    message_id: update.message_id.clone(),
-                    timestamp: update.timestamp.timestamp(),
-                })
-                .await
-        }
-        _ => Ok(()),
+        _ => {}
     }
+    Ok(())
 }
 
-async fn chat_setting(
-    ingest: &Ingest,
-    jid: &whatsapp_rust::Jid,
-    edit: impl FnOnce(&mut ChatUpdate),
-) -> Result<(), StoreError> {
-    let Some(jid) = convert::jid(jid) else {
-        return Ok(());
-    };
-    let mut update = ChatUpdate::new(jid);
-    edit(&mut update);
-    ingest.apply(EngineEvent::Chats(vec![update])).await
+/// Decodes a history sync chunk off the async runtime (it can be megabytes of protobuf); an
+/// undecodable chunk is skipped with a warning.
+async fn history_chunk(
+    event: Arc<Event>,
+    me: Option<Jid>,
+    progress: Option<u8>,
+) -> Result<Vec<EngineEvent>, StoreError> {
+    let decoded = tokio::task::spawn_blocking(move || match &*event {
+        Event::HistorySync(lazy) => lazy
+            .get()
+            .map(|sync| convert::history_events(sync, me.as_ref(), progress)),
+        _ => None,
+    })
+    .await
+    .map_err(|err| StoreError::Other(format!("history sync decoding stopped: {err}")))?;
+    Ok(decoded.unwrap_or_else(|| {
+        tracing::warn!("a history sync chunk could not be decoded; it is skipped");
+        Vec::new()
+    }))
 }
 
 /// After each connect: every LID link the library knows, and the groups we are in.
@@ -514,15 +350,16 @@ async fn after_connect(ingest: Ingest, client: Arc<Client>) {
         .await
     {
         Ok(mappings) => {
-            for mapping in mappings {
-                let lid = Jid::parse(&format!("{}@lid", mapping.lid));
-                let phone = Jid::from_phone(&mapping.phone_number);
-                if let (Ok(lid), Ok(phone)) = (lid, phone)
-                    && let Err(err) = ingest.apply(EngineEvent::LidMapping { lid, phone }).await
-                {
-                    tracing::warn!(error = %err, "could not store a LID link");
-                    break;
-                }
+            let links: Vec<_> = mappings
+                .into_iter()
+                .filter_map(|mapping| {
+                    let lid = Jid::parse(&format!("{}@lid", mapping.lid)).ok()?;
+                    let phone = Jid::from_phone(&mapping.phone_number).ok()?;
+                    Some(EngineEvent::LidMapping { lid, phone })
+                })
+                .collect();
+            if let Err(err) = ingest.apply_all(links).await {
+                tracing::warn!(error = %err, "could not store a LID link");
             }
         }
         Err(err) => tracing::debug!(error = %err, "LID links not readable from the session store"),
@@ -559,41 +396,5 @@ async fn apply_group(
     ingest: &Ingest,
     metadata: &whatsapp_rust::GroupMetadata,
 ) -> Result<(), StoreError> {
-    let Some(jid) = convert::jid(&metadata.id) else {
-        return Ok(());
-    };
-    let mut participants = Vec::new();
-    for member in &metadata.participants {
-        let role = if member.is_super_admin() {
-            "superadmin"
-        } else if member.is_admin() {
-            "admin"
-        } else {
-            "member"
-        };
-        let lid = member
-            .lid
-            .as_ref()
-            .and_then(convert::jid)
-            .filter(Jid::is_lid);
-        let phone = member
-            .phone_number
-            .as_ref()
-            .and_then(convert::jid)
-            .filter(|j| !j.is_lid());
-        let own = convert::jid(&member.jid);
-        if let (Some(lid), Some(phone)) = (lid.clone(), phone.clone()) {
-            ingest.apply(EngineEvent::LidMapping { lid, phone }).await?;
-        }
-        if let Some(who) = phone.or(own).or(lid) {
-            participants.push((who, role.to_owned()));
-        }
-    }
-    ingest
-        .apply(EngineEvent::Group {
-            jid,
-            name: Some(metadata.subject.clone()).filter(|s| !s.trim().is_empty()),
-            participants,
-        })
-        .await
+    ingest.apply_all(convert::group_events(metadata)).await
 }
