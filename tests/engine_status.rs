@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{NotifySocket, free_port, get, terminate, wait_for_http, wait_with_timeout};
@@ -15,15 +15,10 @@ fn observe(seed: &str) -> (String, serde_json::Value) {
     let data = tempfile::tempdir().unwrap();
     let notify = NotifySocket::new();
     let bridge = free_port();
-    let mut child = Command::new(common::binary())
-        .arg("serve")
-        .envs(common::isolated_env(data.path()))
+    let mut child = common::serve_command(data.path(), bridge, free_port())
         .env("WHATSAPP_MCP_ENGINE", "fake")
         .env("WHATSAPP_MCP_FAKE_SEED", seed)
         .env("NOTIFY_SOCKET", &notify.path)
-        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("WHATSAPP_MCP_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map(common::KillOnDrop)

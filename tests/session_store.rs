@@ -647,7 +647,7 @@ async fn read_everything(store: &dyn Backend, device: &Device) {
     );
 }
 
-async fn round_trip(url: &DatabaseUrl) {
+async fn round_trip(_place: &Place, url: &DatabaseUrl) {
     let device = paired_device();
     {
         let store = open(url).await;
@@ -658,7 +658,7 @@ async fn round_trip(url: &DatabaseUrl) {
 }
 
 /// Deletions and the merge rules whatsapp-rust relies on, identical on both backends.
-async fn merge_rules(url: &DatabaseUrl) {
+async fn merge_rules(_place: &Place, url: &DatabaseUrl) {
     let store = open(url).await;
 
     store
@@ -857,8 +857,9 @@ async fn merge_rules(url: &DatabaseUrl) {
     assert!(store.create().await.is_err());
 }
 
-/// Many processes' worth of openers at once on an empty database: all succeed.
-async fn concurrent_openers(url: &DatabaseUrl) {
+/// Many processes' worth of openers at once on an empty database: all succeed, and on
+/// PostgreSQL each migration is recorded once and the schema is complete.
+async fn concurrent_openers(place: &Place, url: &DatabaseUrl) {
     let openers: Vec<_> = (0..6)
         .map(|_| {
             let url = url.clone();
@@ -874,45 +875,8 @@ async fn concurrent_openers(url: &DatabaseUrl) {
     let store = open(url).await;
     store.put_identity("a", [1; 32]).await.unwrap();
     assert_eq!(store.load_identity("a").await.unwrap(), Some([1; 32]));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_round_trip() {
-    let (_place, url) = Place::sqlite();
-    round_trip(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_round_trip() {
-    let (_place, url) = Place::postgres();
-    round_trip(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_merge_rules() {
-    let (_place, url) = Place::sqlite();
-    merge_rules(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_merge_rules() {
-    let (_place, url) = Place::postgres();
-    merge_rules(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_concurrent_openers() {
-    let (_place, url) = Place::sqlite();
-    concurrent_openers(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_concurrent_openers_migrate_once() {
-    let (place, url) = Place::postgres();
-    concurrent_openers(&url).await;
-    // Each migration is recorded once, and the schema is complete.
-    let Place::Postgres(cluster) = &place else {
-        unreachable!()
+    let Place::Postgres(cluster) = place else {
+        return;
     };
     let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
         .await
@@ -939,6 +903,37 @@ async fn postgres_concurrent_openers_migrate_once() {
         .get(0);
     assert_eq!(tables, 19, "18 wa_ tables and the history table");
 }
+
+/// Each check once per backend: `on_sqlite::name` and `on_postgres::name`.
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (place, url) = super::Place::sqlite();
+                    super::$check(&place, &url).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (place, url) = super::Place::postgres();
+                    super::$check(&place, &url).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    round_trip,
+    merge_rules,
+    concurrent_openers,
+    wipe_leaves_the_archive
+);
 
 /// The error and its causes, as an operator would read them in the log.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -1069,7 +1064,7 @@ fn is_bookkeeping(table: &str) -> bool {
 
 /// `logout` wipes the session: every session row goes, so the next start links as a new device,
 /// while the archive beside it (same SQLite file, or same PostgreSQL database) is untouched.
-async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
+async fn wipe_leaves_the_archive(_place: &Place, url: &DatabaseUrl) {
     use whatsapp_mcp::jid::Jid;
     use whatsapp_mcp::store::model::NewMessage;
 
@@ -1133,16 +1128,4 @@ async fn wipe_leaves_the_archive(url: &DatabaseUrl) {
     }
     // A wiped store takes a new device, as a fresh link does.
     assert_eq!(reopened.create().await.unwrap(), session::DEVICE_ID);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_wipe_leaves_the_archive() {
-    let (_place, url) = Place::sqlite();
-    wipe_leaves_the_archive(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_wipe_leaves_the_archive() {
-    let (_place, url) = Place::postgres();
-    wipe_leaves_the_archive(&url).await;
 }

@@ -186,14 +186,9 @@ fn daemon(engine: &str, seed: &str) -> Daemon {
     let data = tempfile::tempdir().unwrap();
     let bridge = free_port();
     let envs = common::isolated_env(data.path());
-    let child = Command::new(common::binary())
-        .arg("serve")
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("WHATSAPP_MCP_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("WHATSAPP_MCP_LISTEN", format!("127.0.0.1:{}", free_port()))
+    let child = common::serve_command(data.path(), bridge, free_port())
         .env("WHATSAPP_MCP_ENGINE", engine)
         .env("WHATSAPP_MCP_FAKE_SEED", seed)
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map(common::KillOnDrop)
