@@ -16,7 +16,6 @@ mod mcp_support;
 mod measure;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive::{Archive, MARKER, Spec};
@@ -25,12 +24,8 @@ use mcp_support::Client;
 use measure::{Samples, full_run};
 use serde_json::{Value, json};
 use whatsapp_mcp::access::AccessPolicy;
-use whatsapp_mcp::app::AppContext;
-use whatsapp_mcp::config::{Config, DatabaseUrl};
-use whatsapp_mcp::engine::{Engine, NoEngine};
+use whatsapp_mcp::config::{Config, DatabaseUrl, EngineKind};
 use whatsapp_mcp::mcp::Endpoint;
-use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
-use whatsapp_mcp::store::Store;
 
 /// p99 targets: listing chats and messages, and full-text search over the whole archive.
 const LISTING_TARGET: Duration = Duration::from_millis(5);
@@ -75,13 +70,21 @@ fn main() {
 }
 
 async fn run(backend: &str, url: &str, archive: &Archive) {
-    let url = DatabaseUrl::parse("bench", url).expect("a database URL");
-    let store: Arc<dyn Store> = whatsapp_mcp::store::open(&url)
+    // The application as `serve` builds it, on this archive and without a WhatsApp connection.
+    let mut config = Config::load_with_env(None, &|_| None).expect("default config");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    config.data_dir = dir.path().join("data");
+    config.media_dir = dir.path().join("media");
+    config.outbox_dir = dir.path().join("outbox");
+    config.database_url = DatabaseUrl::parse("bench", url).expect("a database URL");
+    config.session_database_url = config.database_url.clone();
+    config.engine = EngineKind::None;
+    let ctx = whatsapp_mcp::app::start(config)
         .await
-        .expect("the store opens");
+        .expect("the application starts");
     let started = Instant::now();
     let stored = archive
-        .write_store(store.as_ref())
+        .write_store(ctx.store.as_ref())
         .await
         .expect("archive written");
     assert_eq!(stored, archive.total_messages());
@@ -90,14 +93,6 @@ async fn run(backend: &str, url: &str, archive: &Archive) {
         started.elapsed().as_secs_f64()
     );
 
-    let mut config = Config::load_with_env(None, &|_| None).expect("default config");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    config.data_dir = dir.path().join("data");
-    config.media_dir = dir.path().join("media");
-    config.outbox_dir = dir.path().join("outbox");
-    let engine: Arc<dyn Engine> = Arc::new(NoEngine::new("benchmark: no WhatsApp connection"));
-    let status = StatusHandle::new(EngineStatus::new(LinkState::Connected));
-    let ctx = AppContext::new(config, status, store, engine);
     let endpoint = Endpoint::new(ctx, AccessPolicy::new(None));
     let peer: SocketAddr = "127.0.0.1:50000".parse().expect("an address");
     let mut client = Client::new(endpoint.router().layer(MockConnectInfo(peer)));

@@ -33,7 +33,7 @@ use super::params::{
 };
 use super::policy::{self, RecipientPolicy};
 use crate::app::AppContext;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, OutgoingFile};
 use crate::jid::{ChatKind, Jid};
 use crate::report;
 use crate::store::StoreError;
@@ -170,6 +170,17 @@ impl WhatsAppTools {
             ))),
             Err(err) => Err(archive_error(err)),
         }
+    }
+
+    /// The allowed recipient and the outbox file a sending tool names, checked in that order.
+    async fn outgoing(
+        &self,
+        recipient: &str,
+        media_path: &str,
+    ) -> Result<(Jid, OutgoingFile), ToolError> {
+        let to = self.recipient("recipient", recipient).await?;
+        let file = policy::outbox_file(&self.ctx.config.outbox_dir, media_path)?;
+        Ok((to, file))
     }
 
     /// Resolves a recipient to the address to send to and enforces the allow-list, comparing
@@ -556,9 +567,7 @@ impl WhatsAppTools {
         &self,
         Parameters(p): Parameters<SendFileParams>,
     ) -> Result<Json<SentOut>, ToolError> {
-        let to = self.recipient("recipient", &p.recipient).await?;
-        let file = policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path)
-            .map_err(ToolError::from)?;
+        let (to, file) = self.outgoing(&p.recipient, &p.media_path).await?;
         let kind = policy::kind_of(&file);
         let caption = p.caption.filter(|c| !c.trim().is_empty());
         let message = self
@@ -584,9 +593,7 @@ impl WhatsAppTools {
         &self,
         Parameters(p): Parameters<SendAudioParams>,
     ) -> Result<Json<SentOut>, ToolError> {
-        let to = self.recipient("recipient", &p.recipient).await?;
-        let file = policy::outbox_file(&self.ctx.config.outbox_dir, &p.media_path)
-            .map_err(ToolError::from)?;
+        let (to, file) = self.outgoing(&p.recipient, &p.media_path).await?;
         if !file.mime_type.starts_with("audio/") {
             return Err(ToolError(format!(
                 "{} is not an audio file ({}): use send_file for other files",

@@ -117,7 +117,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores messages, creating their chats as needed. A message already stored (same chat and
     /// id) is updated with any fields it lacked, never duplicated. Returns how many were new.
-    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError>;
+    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        self.insert_history(messages, Vec::new()).await
+    }
 
     /// One history sync chunk in one transaction: `insert_messages`, then `upsert_chats` (the
     /// messages create their chats; the chat updates then name them). All or nothing.

@@ -140,6 +140,16 @@ impl WhatsAppEngine {
         events::own_jid(client).ok_or(EngineError::NotLinked)
     }
 
+    /// A message of the archive that an action refers to (a quote, a reaction, a download).
+    async fn stored_message(&self, chat: &Jid, id: &str) -> Result<Message, EngineError> {
+        self.shared
+            .ingest
+            .store()
+            .message(chat.clone(), id.to_owned())
+            .await
+            .map_err(|_| EngineError::NotFound(format!("message {id} in {chat}")))
+    }
+
     /// Stores a message we just sent and returns it as the archive shows it.
     async fn store_sent(&self, message: NewMessage) -> Result<Message, EngineError> {
         let (chat, id) = (message.chat.clone(), message.id.clone());
@@ -202,13 +212,7 @@ impl WhatsAppEngine {
         chat: &Jid,
         quoted: &str,
     ) -> Result<wa::ContextInfo, EngineError> {
-        let original = self
-            .shared
-            .ingest
-            .store()
-            .message(chat.clone(), quoted.to_owned())
-            .await
-            .map_err(|_| EngineError::NotFound(format!("message {quoted} in {chat}")))?;
+        let original = self.stored_message(chat, quoted).await?;
         let author = match (&original.sender_jid, original.from_me) {
             (_, true) => Self::me(client)?.to_string(),
             (Some(sender), false) => sender.clone(),
@@ -443,13 +447,7 @@ impl Engine for WhatsAppEngine {
 
     async fn react(&self, chat: Jid, message_id: String, emoji: String) -> Result<(), EngineError> {
         let client = self.connected().await?;
-        let target = self
-            .shared
-            .ingest
-            .store()
-            .message(chat.clone(), message_id.clone())
-            .await
-            .map_err(|_| EngineError::NotFound(format!("message {message_id} in {chat}")))?;
+        let target = self.stored_message(&chat, &message_id).await?;
         let participant = match (chat.chat_kind(), target.from_me) {
             (ChatKind::Direct, _) => None,
             (_, true) => Some(Self::me(&client)?.to_string()),
@@ -542,13 +540,7 @@ impl Engine for WhatsAppEngine {
         chat: Jid,
         message_id: String,
     ) -> Result<DownloadedMedia, EngineError> {
-        let message = self
-            .shared
-            .ingest
-            .store()
-            .message(chat.clone(), message_id.clone())
-            .await
-            .map_err(|_| EngineError::NotFound(format!("message {message_id} in {chat}")))?;
+        let message = self.stored_message(&chat, &message_id).await?;
         let media = message
             .media
             .ok_or_else(|| EngineError::Media(format!("message {message_id} has no media")))?;

@@ -356,13 +356,6 @@ impl Store for PostgresStore {
         counted_write_tx!(self, |tx, counts| archive::upsert_chats(tx, &chats, counts))
     }
 
-    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        self.insert_history(messages, Vec::new()).await
-    }
-
     async fn insert_history(
         &self,
         messages: Vec<NewMessage>,

@@ -507,13 +507,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_messages(&self, messages: Vec<NewMessage>) -> Result<u64, StoreError> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        self.insert_history(messages, Vec::new()).await
-    }
-
     async fn insert_history(
         &self,
         messages: Vec<NewMessage>,
