@@ -122,6 +122,17 @@ pub const SETTINGS: &[Setting] = &[
               over auth.token_file.",
     },
     Setting {
+        key: "auth.tokens",
+        env: &[],
+        kind: "tables: [auth.tokens.NAME] with token_file (or token) and scopes",
+        default: "none",
+        doc: "Further bearer tokens, each with a name (logged, never the token) and the scopes \
+              it grants: \"whatsapp:read\" (read tools, resources, status and dashboard) and \
+              \"whatsapp:send\" (the tools that act, QR linking, pairing and logout). An \
+              assistant that only reads gets a token with [\"whatsapp:read\"]. The main token \
+              (auth.token_file) grants both.",
+    },
+    Setting {
         key: "storage.database_url",
         env: &["DATABASE_URL"],
         kind: "sqlite:///PATH or postgres://USER@HOST/DB",
@@ -402,6 +413,8 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Where the token was read from, for `check-config`.
     pub token_source: Option<String>,
+    /// The named tokens of `[auth.tokens.NAME]`, each with its scopes.
+    pub tokens: Vec<NamedToken>,
     pub database_url: DatabaseUrl,
     pub session_database_url: DatabaseUrl,
     pub data_dir: PathBuf,
@@ -532,6 +545,64 @@ impl EngineKind {
 struct AuthSection {
     token: Option<String>,
     token_file: Option<PathBuf>,
+    #[serde(default)]
+    tokens: std::collections::BTreeMap<String, TokenSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    scopes: Vec<String>,
+}
+
+/// What a credential lets its holder do. The names are those an OAuth token would carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read tools, resources, the status and the dashboard.
+    Read,
+    /// The tools that act (send, react, mark read, ask for history), linking and logout.
+    Send,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::Read, Scope::Send];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "whatsapp:read",
+            Scope::Send => "whatsapp:send",
+        }
+    }
+
+    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == raw.trim())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    key,
+                    format!(
+                        "unknown scope {raw:?}: expected \"whatsapp:read\" or \"whatsapp:send\""
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A further bearer token: its name, shown in logs instead of the token, and its scopes.
+#[derive(Clone, Debug)]
+pub struct NamedToken {
+    pub name: String,
+    pub secret: Secret,
+    pub scopes: Vec<Scope>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -663,6 +734,7 @@ impl Config {
             (None, None) => EngineKind::Whatsapp,
         };
         let (token, token_source) = resolve_token(&file.auth, env)?;
+        let tokens = named_tokens(&file.auth, token.as_ref())?;
 
         let data_dir = env("WHATSAPP_MCP_DATA_DIR")
             .map(PathBuf::from)
@@ -731,6 +803,7 @@ impl Config {
             engine,
             token,
             token_source,
+            tokens,
             database_url,
             session_database_url,
             data_dir,
@@ -746,7 +819,7 @@ impl Config {
     /// Called with the configured addresses by `check-config` and with the addresses of the
     /// sockets actually held (which systemd may have chosen) by `serve`.
     pub fn check_exposure(&self, name: &str, addr: SocketAddr) -> Result<(), ConfigError> {
-        if self.token.is_none() && !is_loopback(addr.ip()) {
+        if self.token.is_none() && self.tokens.is_empty() && !is_loopback(addr.ip()) {
             return Err(ConfigError::invalid(
                 name,
                 format!(
@@ -785,6 +858,16 @@ impl Config {
                     "<none>"
                 },
                 token_source: self.token_source.clone().unwrap_or_default(),
+                tokens: self
+                    .tokens
+                    .iter()
+                    .map(|named| {
+                        (
+                            named.name.clone(),
+                            named.scopes.iter().map(|s| s.as_str()).collect(),
+                        )
+                    })
+                    .collect(),
             },
             storage: RedactedStorage {
                 database_url: self.database_url.redacted(),
@@ -840,6 +923,8 @@ struct RedactedEngine {
 struct RedactedAuth {
     token: &'static str,
     token_source: String,
+    /// Each named token's scopes; the tokens themselves are never shown.
+    tokens: std::collections::BTreeMap<String, Vec<&'static str>>,
 }
 
 #[derive(Serialize)]
@@ -937,6 +1022,66 @@ fn resolve_token(
         }
     }
     Ok((None, None))
+}
+
+/// The `[auth.tokens.NAME]` tables: each name plain (it appears in logs), each token valid,
+/// read from its file or given inline, and different from every other token, the main one
+/// included (two names for one secret would make the scopes ambiguous).
+fn named_tokens(auth: &AuthSection, main: Option<&Secret>) -> Result<Vec<NamedToken>, ConfigError> {
+    let mut tokens: Vec<NamedToken> = Vec::new();
+    for (name, section) in &auth.tokens {
+        let key = format!("auth.tokens.{name}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                &key,
+                "a token's name is 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        let secret = match (&section.token_file, &section.token) {
+            (Some(path), None) => read_token_file(&format!("{key}.token_file"), path)?,
+            (None, Some(token)) => validate_token(&format!("{key}.token"), token)?,
+            _ => {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "give exactly one of token_file (preferred) and token",
+                ));
+            }
+        };
+        let mut scopes = section
+            .scopes
+            .iter()
+            .map(|raw| Scope::parse(&format!("{key}.scopes"), raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("{key}.scopes"),
+                "a token needs at least one scope: \"whatsapp:read\", \"whatsapp:send\"",
+            ));
+        }
+        let taken = main.is_some_and(|main| main.expose() == secret.expose())
+            || tokens
+                .iter()
+                .any(|other| other.secret.expose() == secret.expose());
+        if taken {
+            return Err(ConfigError::invalid(
+                &key,
+                "this token is already used by another name; every token must be different",
+            ));
+        }
+        tokens.push(NamedToken {
+            name: name.clone(),
+            secret,
+            scopes,
+        });
+    }
+    Ok(tokens)
 }
 
 /// Largest token file read; a token is a line, so anything longer is the wrong file (and a
@@ -1339,6 +1484,90 @@ mod tests {
         ] {
             let err = load("", &pairs).unwrap_err();
             assert!(err.to_string().starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn named_tokens_carry_their_scopes_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reader.token");
+        std::fs::write(&file, "reader-token-0123456789\n").unwrap();
+        let text = format!(
+            "[auth.tokens.assistant]\ntoken_file = \"{}\"\nscopes = [\"whatsapp:read\"]\n\
+             [auth.tokens.notifier]\ntoken = \"sender-token-0123456789\"\n\
+             scopes = [\"whatsapp:send\", \"whatsapp:read\", \"whatsapp:send\"]\n",
+            file.display()
+        );
+        let config = load(&text, &[]).unwrap();
+        let named: Vec<_> = config
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.secret.expose(), t.scopes.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("assistant", "reader-token-0123456789", vec![Scope::Read]),
+                (
+                    "notifier",
+                    "sender-token-0123456789",
+                    vec![Scope::Read, Scope::Send]
+                ),
+            ]
+        );
+        // A named token alone guards a listener beyond loopback.
+        assert!(
+            config
+                .check_exposure("mcp", "0.0.0.0:3000".parse().unwrap())
+                .is_ok()
+        );
+        // check-config names the tokens and their scopes, never the tokens themselves.
+        let shown = config.to_redacted_toml();
+        assert!(
+            shown.contains("assistant") && shown.contains("whatsapp:read"),
+            "{shown}"
+        );
+        assert!(!shown.contains("token-0123456789"), "{shown}");
+
+        for (text, key, words) in [
+            (
+                "[auth.tokens.a]\ntoken = \"abcdefghijklmnop\"\nscopes = [\"whatsapp:write\"]\n",
+                "auth.tokens.a.scopes",
+                "unknown scope",
+            ),
+            (
+                "[auth.tokens.a]\ntoken = \"abcdefghijklmnop\"\nscopes = []\n",
+                "auth.tokens.a.scopes",
+                "at least one scope",
+            ),
+            (
+                "[auth.tokens.a]\nscopes = [\"whatsapp:read\"]\n",
+                "auth.tokens.a",
+                "exactly one of token_file",
+            ),
+            (
+                "[auth.tokens.\"a b\"]\ntoken = \"abcdefghijklmnop\"\nscopes = [\"whatsapp:read\"]\n",
+                "auth.tokens.a b",
+                "letters, digits",
+            ),
+            (
+                "[auth]\ntoken = \"abcdefghijklmnop\"\n[auth.tokens.a]\ntoken = \"abcdefghijklmnop\"\n\
+                 scopes = [\"whatsapp:read\"]\n",
+                "auth.tokens.a",
+                "already used",
+            ),
+            (
+                "[auth.tokens.a]\ntoken = \"short\"\nscopes = [\"whatsapp:read\"]\n",
+                "auth.tokens.a.token",
+                "at least",
+            ),
+        ] {
+            let err = load(text, &[]).map(drop).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(words), "{text}: {err}");
+            assert!(
+                !err.contains("abcdefghijklmnop"),
+                "a token in an error: {err}"
+            );
         }
     }
 

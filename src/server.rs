@@ -62,7 +62,7 @@ pub async fn run(
     };
     let (bridge_addrs, mcp_addrs) = (addrs(&bridge)?, addrs(&mcp_listeners)?);
 
-    let policy = AccessPolicy::new(ctx.config.token.clone());
+    let policy = AccessPolicy::from_config(&ctx.config);
     // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
     let mcp_endpoint = mcp::Endpoint::new(ctx.clone(), policy.clone());
     // Browser logins are for the bridge's pages; the MCP port takes the header only.

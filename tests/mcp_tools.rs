@@ -91,7 +91,7 @@ async fn every_tool_has_a_described_schema_annotations_and_an_output_schema() {
         let read_only = annotations["readOnlyHint"].as_bool().unwrap();
         assert_eq!(
             read_only,
-            !WRITE_TOOLS.contains(&name) && !["download_media", "request_history"].contains(&name),
+            !WRITE_TOOLS.contains(&name) && name != "download_media",
             "{name}"
         );
         assert!(annotations["openWorldHint"].is_boolean(), "{name}");

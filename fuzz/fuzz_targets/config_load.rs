@@ -6,8 +6,8 @@
 //! environment. The word `XSECRETX` anywhere in the input stands for a long random secret the
 //! fuzzer is not handed (libFuzzer may still learn it from the harness's comparisons; an input
 //! that spells it out is not checked for it). When the placeholder appears exactly once and
-//! ends up inside the token or a database password, neither `Debug`, `to_redacted_toml` nor an
-//! error message may contain the secret.
+//! ends up inside a token (the main one or a named one) or a database password, neither
+//! `Debug`, `to_redacted_toml` nor an error message may contain the secret.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             let shown = format!("{config:?}\n{}", config.to_redacted_toml());
             let is_secret = |value: &str| secret_once && value.contains(SECRET);
-            let token_secret = config.token.as_ref().is_some_and(|t| is_secret(t.expose()));
+            let token_secret = config.token.as_ref().is_some_and(|t| is_secret(t.expose()))
+                || config.tokens.iter().any(|t| is_secret(t.secret.expose()));
             let password_secret = [&config.database_url, &config.session_database_url]
                 .iter()
                 .any(|url| {

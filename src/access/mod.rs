@@ -12,9 +12,15 @@
 //!   loopback, so loopback proves nothing.
 //! - With no token configured at all, loopback peers are let in and everyone else is refused
 //!   (the configuration already refuses to listen beyond loopback without a token).
+//! - What an admitted request may do is its [`Grant`]: every scope, except for a named token
+//!   of `[auth.tokens.NAME]`, which grants its own. Routes that read need `whatsapp:read`,
+//!   routes and tools that act need `whatsapp:send` ([`require_scope`]; the MCP endpoints
+//!   check each JSON-RPC call in `mcp::guard`); without it the answer is 403
+//!   `insufficient_scope`.
 
 mod browser;
 mod origin;
+mod scope;
 mod token;
 
 use std::fmt;
@@ -25,6 +31,7 @@ use axum::response::Response;
 
 pub use browser::{BrowserSessions, LOGIN_COOKIE, landing as browser_landing};
 pub use origin::{OriginGuard, cross_site};
+pub use scope::{Grant, insufficient_scope_challenge, insufficient_scope_message, require_scope};
 pub use token::{AccessPolicy, require_token};
 
 /// Who is on the other end of a connection, as the accept loop saw it.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 
 /// Who may talk to the MCP endpoints, beyond the bearer-token rule.
 #[derive(Clone, Debug)]
@@ -25,7 +25,7 @@ struct GuardInner {
     allowed_origins: Vec<String>,
     /// Extra host names or addresses (beyond loopback) the server answers to.
     listen_hosts: Vec<String>,
-    token: Option<Secret>,
+    credentials: super::token::Credentials,
 }
 
 impl OriginGuard {
@@ -44,18 +44,15 @@ impl OriginGuard {
                     .filter_map(|origin| normalise_origin(origin))
                     .collect(),
                 listen_hosts,
-                token: config.token.clone(),
+                credentials: super::token::Credentials::of(config),
             }),
         }
     }
 
-    /// True when the request carries the configured bearer token.
+    /// True when the request carries one of the configured bearer tokens.
     fn has_token(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.inner.token else {
-            return false;
-        };
         super::bearer(headers)
-            .is_some_and(|presented| super::same_secret(presented, expected.expose()))
+            .is_some_and(|presented| self.inner.credentials.grant_for(presented).is_some())
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -192,6 +189,7 @@ fn normalise_origin(origin: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     fn guard(origins: &[&str], token: Option<&str>) -> OriginGuard {
         let mut config = Config::load_with_env(None, &|_| None).unwrap();

@@ -7,13 +7,52 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{BrowserSessions, Peer, bearer, same_secret};
-use crate::config::{Secret, is_loopback};
+use super::{BrowserSessions, Grant, Peer, bearer, same_secret};
+use crate::config::{Config, NamedToken, Secret, is_loopback};
+
+/// The bearer tokens a server accepts: the main one, which grants every scope, and the named
+/// ones of `[auth.tokens.NAME]`, each with its own scopes.
+#[derive(Debug, Default)]
+pub(super) struct Credentials {
+    main: Option<Secret>,
+    named: Vec<NamedToken>,
+}
+
+impl Credentials {
+    pub(super) fn of(config: &Config) -> Self {
+        Self {
+            main: config.token.clone(),
+            named: config.tokens.clone(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.main.is_some() || !self.named.is_empty()
+    }
+
+    /// What `presented` grants, if it is one of the tokens. Every token is compared (each in
+    /// constant time), so the time taken does not say which one nearly matched.
+    pub(super) fn grant_for(&self, presented: &str) -> Option<Grant> {
+        let presented = presented.trim();
+        let mut grant = None;
+        if let Some(main) = &self.main
+            && same_secret(presented, main.expose())
+        {
+            grant = Some(Grant::ALL);
+        }
+        for named in &self.named {
+            if same_secret(presented, named.secret.expose()) {
+                grant = Some(Grant::of(&named.scopes));
+            }
+        }
+        grant
+    }
+}
 
 /// The access rule of one router (see the module documentation of [`crate::access`]).
 #[derive(Clone, Debug)]
 pub struct AccessPolicy {
-    token: Option<Arc<Secret>>,
+    credentials: Arc<Credentials>,
     /// Browser logins accepted in place of the header (the bridge's pages), if any.
     browser: Option<BrowserSessions>,
 }
@@ -21,15 +60,28 @@ pub struct AccessPolicy {
 /// What the policy decided about one request.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Admit,
+    /// Let in, with these scopes.
+    Admit(Grant),
     /// No credential, or the wrong one.
     Refuse,
 }
 
 impl AccessPolicy {
+    /// The rule with only a main token (or none).
     pub fn new(token: Option<Secret>) -> Self {
         Self {
-            token: token.map(Arc::new),
+            credentials: Arc::new(Credentials {
+                main: token,
+                named: Vec::new(),
+            }),
+            browser: None,
+        }
+    }
+
+    /// The rule `config` describes: its main token and its named tokens.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            credentials: Arc::new(Credentials::of(config)),
             browser: None,
         }
     }
@@ -45,38 +97,35 @@ impl AccessPolicy {
         self.browser.as_ref()
     }
 
-    /// True when `presented` is the configured token.
+    /// True when `presented` is the main token, the one a browser login asks for (a browser
+    /// session can do everything, so a token with fewer scopes does not open one).
     pub fn is_token(&self, presented: &str) -> bool {
-        self.token
+        self.credentials
+            .main
             .as_ref()
             .is_some_and(|expected| same_secret(presented.trim(), expected.expose()))
     }
 
-    /// True when a token is configured, so TCP peers must show it.
+    /// True when any token is configured, so TCP peers must show one.
     pub fn token_required(&self) -> bool {
-        self.token.is_some()
+        self.credentials.any()
     }
 
     fn judge(&self, peer: Option<Peer>, headers: &HeaderMap) -> Verdict {
-        let admitted = match peer {
-            Some(Peer::Local { .. }) => true,
-            Some(Peer::Tcp(addr)) => match &self.token {
-                Some(_) => {
-                    bearer(headers).is_some_and(|presented| self.is_token(presented))
-                        || self
-                            .browser
-                            .as_ref()
-                            .is_some_and(|sessions| sessions.admits(headers))
-                }
-                None => is_loopback(addr.ip()),
-            },
-            None => false,
+        let grant = match peer {
+            Some(Peer::Local { .. }) => Some(Grant::ALL),
+            Some(Peer::Tcp(_)) if self.credentials.any() => bearer(headers)
+                .and_then(|presented| self.credentials.grant_for(presented))
+                .or_else(|| {
+                    self.browser
+                        .as_ref()
+                        .is_some_and(|sessions| sessions.admits(headers))
+                        .then_some(Grant::ALL)
+                }),
+            Some(Peer::Tcp(addr)) => is_loopback(addr.ip()).then_some(Grant::ALL),
+            None => None,
         };
-        if admitted {
-            Verdict::Admit
-        } else {
-            Verdict::Refuse
-        }
+        grant.map_or(Verdict::Refuse, Verdict::Admit)
     }
 }
 
@@ -84,11 +133,12 @@ impl AccessPolicy {
 /// (or, for a browser opening a page of the bridge, sends it to the login form).
 pub async fn require_token(
     State(policy): State<AccessPolicy>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let peer = Peer::of(&request);
-    if policy.judge(peer, request.headers()) == Verdict::Admit {
+    if let Verdict::Admit(grant) = policy.judge(peer, request.headers()) {
+        request.extensions_mut().insert(grant);
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
@@ -155,7 +205,7 @@ mod tests {
         for ip in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
             assert_eq!(
                 open.judge(tcp(ip), &HeaderMap::new()),
-                Verdict::Admit,
+                Verdict::Admit(Grant::ALL),
                 "{ip}"
             );
         }
@@ -188,7 +238,7 @@ mod tests {
             }
             assert_eq!(
                 policy.judge(peer, &auth(&format!("Bearer {TOKEN}"))),
-                Verdict::Admit,
+                Verdict::Admit(Grant::ALL),
                 "{ip}"
             );
         }
@@ -201,7 +251,10 @@ mod tests {
             uid: 1000,
             pid: Some(42),
         });
-        assert_eq!(policy.judge(local, &HeaderMap::new()), Verdict::Admit);
+        assert_eq!(
+            policy.judge(local, &HeaderMap::new()),
+            Verdict::Admit(Grant::ALL)
+        );
         assert_eq!(
             policy.judge(None, &auth(&format!("Bearer {TOKEN}"))),
             Verdict::Refuse
@@ -222,6 +275,55 @@ mod tests {
         let plain = AccessPolicy::new(Some(Secret::new(TOKEN)));
         assert_eq!(plain.judge(tcp("127.0.0.1"), &headers), Verdict::Refuse);
         let bridge = plain.with_browser_login(sessions);
-        assert_eq!(bridge.judge(tcp("127.0.0.1"), &headers), Verdict::Admit);
+        assert_eq!(
+            bridge.judge(tcp("127.0.0.1"), &headers),
+            Verdict::Admit(Grant::ALL)
+        );
+    }
+
+    #[test]
+    fn a_named_token_admits_with_its_own_scopes() {
+        use crate::config::{NamedToken, Scope};
+        let credentials = Credentials {
+            main: Some(Secret::new(TOKEN)),
+            named: vec![NamedToken {
+                name: "assistant".to_owned(),
+                secret: Secret::new("reader-token-0123456789"),
+                scopes: vec![Scope::Read],
+            }],
+        };
+        let policy = AccessPolicy {
+            credentials: Arc::new(credentials),
+            browser: None,
+        };
+        let peer = tcp("192.0.2.7");
+        assert_eq!(
+            policy.judge(peer, &auth("Bearer reader-token-0123456789")),
+            Verdict::Admit(Grant::of(&[Scope::Read]))
+        );
+        assert_eq!(
+            policy.judge(peer, &auth(&format!("Bearer {TOKEN}"))),
+            Verdict::Admit(Grant::ALL)
+        );
+        assert_eq!(
+            policy.judge(peer, &auth("Bearer reader-token-012345678")),
+            Verdict::Refuse
+        );
+        // Only the main token opens a browser session, which can do everything.
+        assert!(policy.is_token(TOKEN));
+        assert!(!policy.is_token("reader-token-0123456789"));
+        // With only named tokens, loopback proves nothing either.
+        let named_only = AccessPolicy {
+            credentials: Arc::new(Credentials {
+                main: None,
+                named: policy.credentials.named.clone(),
+            }),
+            browser: None,
+        };
+        assert!(named_only.token_required());
+        assert_eq!(
+            named_only.judge(tcp("127.0.0.1"), &HeaderMap::new()),
+            Verdict::Refuse
+        );
     }
 }

@@ -15,8 +15,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
+use crate::access::{AccessPolicy, OriginGuard, require_scope, require_token, security_headers};
 use crate::app::AppContext;
+use crate::config::Scope;
 use crate::report;
 use crate::state::LinkState;
 
@@ -29,14 +30,21 @@ const BRIDGE_BODY_LIMIT: usize = 64 * 1024;
 /// QR code or log the account out. `policy` should accept browser logins, which `/login` opens.
 pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
     let origin_guard = OriginGuard::new(&ctx.config);
-    let guarded = Router::new()
+    // Reading the status needs `whatsapp:read`; linking (the QR code is the account's key)
+    // and logging out need `whatsapp:send`.
+    let reading = Router::new()
         .route("/api/status", get(api_status))
         .route("/api/session-backend", get(session_backend))
         .route("/status", get(status_page))
+        .route_layer(middleware::from_fn_with_state(Scope::Read, require_scope));
+    let acting = Router::new()
         .route("/qr", get(qr_page))
         .route("/api/link", get(link::get_link).post(link::post_link))
         .route("/api/pair", post(link::post_pair))
         .route("/api/logout", post(link::post_logout))
+        .route_layer(middleware::from_fn_with_state(Scope::Send, require_scope));
+    let guarded = reading
+        .merge(acting)
         .fallback(not_found)
         .with_state(ctx)
         .layer(middleware::from_fn_with_state(

@@ -1,6 +1,6 @@
 //! The MCP side of the checks in front of every MCP endpoint: the Host/Origin guard of
 //! [`crate::access`] answering in JSON-RPC's shape, the request body limit, and bodies that must
-//! be JSON-RPC messages.
+//! be JSON-RPC messages, and the scope each call needs.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -8,7 +8,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::access::OriginGuard;
+use crate::access::{Grant, OriginGuard, insufficient_scope_challenge, insufficient_scope_message};
+use crate::config::Scope;
 
 /// Middleware form of [`OriginGuard::check`].
 pub async fn check_origin(
@@ -119,8 +120,74 @@ pub async fn require_json_rpc(request: Request, next: Next) -> Response {
             &format!("parse error: the body is not a JSON-RPC message ({err})"),
         );
     }
+    if let Some(refused) = scope_refusal(&bytes, &parts.extensions) {
+        return refused;
+    }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The scope a JSON-RPC message needs: `whatsapp:send` for a tool that acts
+/// ([`super::WRITE_TOOLS`]); nothing for the handshake, `ping`, `tools/list`, notifications
+/// and responses; `whatsapp:read` for everything else (other tools, resources, and whatever
+/// a later protocol version adds).
+pub fn required_scope(body: &[u8]) -> Option<Scope> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: Option<String>,
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: Option<serde_json::Value>,
+    }
+    let Ok(message) = serde_json::from_slice::<Message>(body) else {
+        // Not something a scope can be read from: ask for the most.
+        return Some(Scope::Send);
+    };
+    let method = message.method?;
+    match method.as_str() {
+        "initialize" | "ping" | "tools/list" => None,
+        notification if notification.starts_with("notifications/") => None,
+        "tools/call" => {
+            let name = message.params.and_then(|p| p.name);
+            let acting = name
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|name| super::WRITE_TOOLS.contains(&name));
+            Some(if acting { Scope::Send } else { Scope::Read })
+        }
+        _ => Some(Scope::Read),
+    }
+}
+
+/// 403 `insufficient_scope` for a message the request's [`Grant`] does not cover, answering
+/// the request's own id so the client can tell which call was refused.
+pub fn scope_refusal(body: &[u8], extensions: &axum::http::Extensions) -> Option<Response> {
+    let scope = required_scope(body)?;
+    if Grant::of_request(extensions).allows(scope) {
+        return None;
+    }
+    let id = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|message| message.get("id").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    tracing::warn!(%scope, "refused an MCP call without the scope it needs");
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            [(
+                header::WWW_AUTHENTICATE,
+                insufficient_scope_challenge(scope),
+            )],
+            axum::Json(serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": -32000, "message": insufficient_scope_message(scope)},
+            })),
+        )
+            .into_response(),
+    )
 }
 
 /// A JSON-RPC shaped error answer, so MCP clients show the message instead of a parse error.

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::refusal;
+use super::guard::{refusal, scope_refusal};
 use super::tools::WhatsAppTools;
 use crate::app::AppContext;
 
@@ -224,7 +224,8 @@ pub async fn post(
         );
     };
     // The body limit middleware has already buffered the body within bounds.
-    let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
         return refusal(
             StatusCode::BAD_REQUEST,
             "the request body could not be read",
@@ -239,6 +240,9 @@ pub async fn post(
             );
         }
     };
+    if let Some(refused) = scope_refusal(&body, &parts.extensions) {
+        return refused;
+    }
     match sender.send(message).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
         Err(_) => refusal(

@@ -39,15 +39,18 @@ use crate::report;
 use crate::store::StoreError;
 use crate::store::model::{ChatQuery, ChatSort, MessageQuery, Page};
 
-/// Tools that change something on WhatsApp (send, react, mark read). Read-only mode does not
-/// register them at all, so a model cannot even see them.
-pub const WRITE_TOOLS: [&str; 6] = [
+/// Tools that act on WhatsApp (send, react, mark read, ask the phone for history): the one list
+/// that read-only mode (which does not register them at all, so a model cannot even see them),
+/// the `whatsapp:send` scope and the stdio relay's no-retry rule all use. A unit test holds it
+/// to the tools' own annotations.
+pub const WRITE_TOOLS: [&str; 7] = [
     "send_message",
     "send_file",
     "send_audio_message",
     "reply_to_message",
     "send_reaction",
     "mark_read",
+    "request_history",
 ];
 
 /// The URI of the status resource.
@@ -995,5 +998,28 @@ impl ServerHandler for WhatsAppTools {
             ResourceContents::text(json, STATUS_URI).with_mime_type("application/json"),
         ])
         .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tool annotated as not read-only acts on WhatsApp, except `download_media`: it
+    /// writes a file into the server's media directory and changes nothing on WhatsApp, so it
+    /// needs only `whatsapp:read`.
+    #[test]
+    fn the_acting_tools_are_the_tools_annotated_as_changing_something() {
+        let mut annotated: Vec<String> = WhatsAppTools::tool_router()
+            .list_all()
+            .into_iter()
+            .filter(|tool| tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true))
+            .map(|tool| tool.name.to_string())
+            .filter(|name| name != "download_media")
+            .collect();
+        annotated.sort();
+        let mut listed: Vec<String> = WRITE_TOOLS.iter().map(ToString::to_string).collect();
+        listed.sort();
+        assert_eq!(annotated, listed);
     }
 }

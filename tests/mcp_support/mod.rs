@@ -266,7 +266,7 @@ pub async fn rig(edit: impl FnOnce(&mut Config)) -> Rig {
     });
     let status = StatusHandle::new(EngineStatus::new(LinkState::Connected));
     let ctx = AppContext::new(config, status, store, engine.clone());
-    let policy = AccessPolicy::new(ctx.config.token.clone());
+    let policy = AccessPolicy::from_config(&ctx.config);
     let endpoint = Endpoint::with_options(
         ctx.clone(),
         policy,

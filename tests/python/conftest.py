@@ -66,6 +66,7 @@ ALL_TOOLS = {
     "get_group",
     "request_history",
 }
+# The tools that act on WhatsApp: read-only mode leaves them out and they need whatsapp:send.
 WRITE_TOOLS = {
     "send_message",
     "send_file",
@@ -73,6 +74,7 @@ WRITE_TOOLS = {
     "reply_to_message",
     "send_reaction",
     "mark_read",
+    "request_history",
 }
 
 NOTE_BYTES = b"shopping list: rope, chalk, tape\n"

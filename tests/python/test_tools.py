@@ -163,7 +163,7 @@ async def test_every_tool_is_listed_with_a_described_typed_schema(server: Server
         if name in WRITE_TOOLS:
             assert annotations.read_only_hint is False, name
             assert annotations.open_world_hint is True, name
-        elif name not in {"download_media", "request_history"}:
+        elif name != "download_media":
             assert annotations.read_only_hint is True, name
             assert annotations.open_world_hint is False, name
     sends = {t.name for t in listed if t.annotations and t.annotations.destructive_hint}
