@@ -8,7 +8,7 @@ use mcp_support::{ALICE, BOB, BOB_LID, Call, Client, GROUP, rig};
 use serde_json::{Value, json};
 use whatsapp_mcp::mcp::WRITE_TOOLS;
 
-const ALL_TOOLS: [&str; 19] = [
+const ALL_TOOLS: [&str; 21] = [
     "search_contacts",
     "list_messages",
     "list_chats",
@@ -28,6 +28,8 @@ const ALL_TOOLS: [&str; 19] = [
     "list_groups",
     "get_group",
     "request_history",
+    "edit_message",
+    "delete_message",
 ];
 
 /// The complaint of a failed call: a JSON-RPC error or a tool result with `isError`.
@@ -559,6 +561,94 @@ async fn read_only_mode_does_not_register_the_write_tools() {
     assert!(failure(&refused).contains("tool not found"), "{refused}");
     assert_eq!(c.ok("get_sync_status", json!({})).await["read_only"], true);
     assert!(rig.calls().is_empty());
+}
+
+#[tokio::test]
+async fn own_recent_messages_can_be_edited_and_deleted_for_everyone() {
+    let rig = rig(|_| {}).await;
+    let mut c = Client::new(rig.app("127.0.0.1:50000"));
+    c.initialize().await;
+    let sent = c
+        .ok(
+            "send_message",
+            json!({"recipient": ALICE, "message": "See you at 8"}),
+        )
+        .await;
+    let id = sent["message"]["id"].as_str().unwrap().to_owned();
+
+    let edited = c
+        .ok(
+            "edit_message",
+            json!({"chat_jid": ALICE, "message_id": id, "message": "See you at 9"}),
+        )
+        .await;
+    assert_eq!(edited["message"]["text"], "See you at 9", "{edited}");
+    assert!(edited["message"]["edited_at"].is_string(), "{edited}");
+
+    // Only our own messages, only within WhatsApp's windows, only what exists.
+    for (tool, arguments, words) in [
+        (
+            "edit_message",
+            json!({"chat_jid": ALICE, "message_id": "A1", "message": "x"}),
+            "someone else",
+        ),
+        (
+            "edit_message",
+            json!({"chat_jid": ALICE, "message_id": "A2", "message": "x"}),
+            "only within 15 min",
+        ),
+        (
+            "delete_message",
+            json!({"chat_jid": ALICE, "message_id": "A2"}),
+            "only within 2 days",
+        ),
+        (
+            "delete_message",
+            json!({"chat_jid": ALICE, "message_id": "NOPE"}),
+            "no message NOPE",
+        ),
+        (
+            "edit_message",
+            json!({"chat_jid": ALICE, "message_id": id, "message": " "}),
+            "message is empty",
+        ),
+    ] {
+        let error = c.tool_error(tool, arguments.clone()).await;
+        assert!(error.contains(words), "{tool} {arguments}: {error}");
+    }
+
+    let deleted = c
+        .ok(
+            "delete_message",
+            json!({"chat_jid": ALICE, "message_id": id}),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], true);
+    let listed = c
+        .ok(
+            "list_messages",
+            json!({"chat_jid": ALICE, "limit": 1, "include_context": false}),
+        )
+        .await;
+    assert_eq!(listed["messages"][0]["id"], id.as_str());
+    assert_eq!(listed["messages"][0]["deleted"], true, "{listed}");
+    for (tool, arguments) in [
+        (
+            "edit_message",
+            json!({"chat_jid": ALICE, "message_id": id, "message": "again"}),
+        ),
+        (
+            "delete_message",
+            json!({"chat_jid": ALICE, "message_id": id}),
+        ),
+    ] {
+        let error = c.tool_error(tool, arguments).await;
+        assert!(error.contains("already deleted"), "{tool}: {error}");
+    }
+    let calls = rig.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(matches!(&calls[1], Call::Edit { text, .. } if text == "See you at 9"));
+    assert!(matches!(&calls[2], Call::Revoke { id: revoked, .. } if *revoked == id));
 }
 
 #[tokio::test]

@@ -57,6 +57,8 @@ fn arguments(tool: &str) -> Value {
         "send_reaction" => json!({"chat_jid": ALICE, "message_id": "A1", "emoji": "👍"}),
         "mark_read" => json!({"chat_jid": ALICE, "message_ids": ["A1"]}),
         "request_history" => json!({"chat_jid": GROUP}),
+        "edit_message" => json!({"chat_jid": ALICE, "message_id": "A1", "message": "changed"}),
+        "delete_message" => json!({"chat_jid": ALICE, "message_id": "A1"}),
         "search_contacts" => json!({"query": "a"}),
         "get_chat" | "get_group" => json!({"chat_jid": GROUP}),
         "get_direct_chat_by_contact" | "get_contact_chats" | "get_last_interaction" => {
@@ -130,7 +132,7 @@ async fn a_read_token_reads_everything_and_acts_on_nothing() {
         .iter()
         .map(|tool| tool["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(tools.len(), 19, "{tools:?}");
+    assert_eq!(tools.len(), 21, "{tools:?}");
     let (mut served, mut refused) = (0, 0);
     for (n, tool) in tools.iter().enumerate() {
         let params = json!({"name": tool, "arguments": arguments(tool)});
@@ -145,7 +147,7 @@ async fn a_read_token_reads_everything_and_acts_on_nothing() {
             served += 1;
         }
     }
-    assert_eq!((served, refused), (12, 7));
+    assert_eq!((served, refused), (12, 9));
     // Resources are reading too.
     let (status, _, message) = call(
         &reader,

@@ -41,6 +41,15 @@ pub enum Action {
         message_id: String,
         emoji: String,
     },
+    Edit {
+        chat: String,
+        message_id: String,
+        text: String,
+    },
+    Revoke {
+        chat: String,
+        message_id: String,
+    },
     MarkRead {
         chat: String,
         message_ids: Vec<String>,
@@ -687,6 +696,36 @@ impl Engine for FakeEngine {
                 emoji,
                 timestamp: Utc::now().timestamp(),
             })
+            .await
+            .map_err(|err| EngineError::Failed(err.to_string()))
+    }
+
+    async fn edit_text(
+        &self,
+        chat: Jid,
+        message_id: String,
+        text: String,
+    ) -> Result<Message, EngineError> {
+        self.require_connected()?;
+        self.record(Action::Edit {
+            chat: chat.to_string(),
+            message_id: message_id.clone(),
+            text: text.clone(),
+        });
+        self.ingest
+            .own_edit(chat, message_id, text)
+            .await
+            .map_err(|err| EngineError::Failed(err.to_string()))
+    }
+
+    async fn revoke(&self, chat: Jid, message_id: String) -> Result<(), EngineError> {
+        self.require_connected()?;
+        self.record(Action::Revoke {
+            chat: chat.to_string(),
+            message_id: message_id.clone(),
+        });
+        self.ingest
+            .own_revoke(chat, message_id)
             .await
             .map_err(|err| EngineError::Failed(err.to_string()))
     }

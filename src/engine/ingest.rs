@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use crate::jid::Jid;
 use crate::state::{Account, LinkState, QrCode, StatusHandle};
-use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, NewMessage};
+use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Message, NewMessage};
 use crate::store::{Store, StoreError};
 
 /// One conversation's worth of a history sync chunk.
@@ -126,6 +126,33 @@ impl Ingest {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Archives an edit of our own message made just now; returns the message as archived.
+    pub async fn own_edit(
+        &self,
+        chat: Jid,
+        message_id: String,
+        text: String,
+    ) -> Result<Message, StoreError> {
+        self.apply(EngineEvent::Edit {
+            chat: chat.clone(),
+            message_id: message_id.clone(),
+            text,
+            timestamp: Utc::now().timestamp(),
+        })
+        .await?;
+        self.store.message(chat, message_id).await
+    }
+
+    /// Archives the deletion for everyone of our own message, made just now.
+    pub async fn own_revoke(&self, chat: Jid, message_id: String) -> Result<(), StoreError> {
+        self.apply(EngineEvent::Revoke {
+            chat,
+            message_id,
+            timestamp: Utc::now().timestamp(),
+        })
+        .await
     }
 
     /// Applies `events` in order, stopping at the first that fails: what came before it is

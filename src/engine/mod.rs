@@ -204,6 +204,18 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Reacts to a message; an empty emoji removes our reaction.
     async fn react(&self, chat: Jid, message_id: String, emoji: String) -> Result<(), EngineError>;
 
+    /// Replaces the text of our own text message `message_id` in `chat` (the caller checked
+    /// that it is ours and within WhatsApp's edit window). Returns the message as archived.
+    async fn edit_text(
+        &self,
+        chat: Jid,
+        message_id: String,
+        text: String,
+    ) -> Result<Message, EngineError>;
+
+    /// Deletes our own message `message_id` in `chat` for everyone (a revoke).
+    async fn revoke(&self, chat: Jid, message_id: String) -> Result<(), EngineError>;
+
     /// Marks the given messages of a chat as read.
     async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), EngineError>;
 
@@ -365,6 +377,14 @@ impl Engine for NoEngine {
     }
 
     async fn react(&self, _: Jid, _: String, _: String) -> Result<(), EngineError> {
+        self.refuse()
+    }
+
+    async fn edit_text(&self, _: Jid, _: String, _: String) -> Result<Message, EngineError> {
+        self.refuse()
+    }
+
+    async fn revoke(&self, _: Jid, _: String) -> Result<(), EngineError> {
         self.refuse()
     }
 

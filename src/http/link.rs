@@ -223,6 +223,12 @@ mod tests {
         async fn react(&self, _: Jid, _: String, _: String) -> Result<(), EngineError> {
             Err(EngineError::NotLinked)
         }
+        async fn edit_text(&self, _: Jid, _: String, _: String) -> Result<Message, EngineError> {
+            Err(EngineError::NotLinked)
+        }
+        async fn revoke(&self, _: Jid, _: String) -> Result<(), EngineError> {
+            Err(EngineError::NotLinked)
+        }
         async fn mark_read(&self, _: Jid, _: Vec<String>) -> Result<(), EngineError> {
             Err(EngineError::NotLinked)
         }

@@ -359,6 +359,17 @@ pub struct MarkedRead {
     pub message_ids: Vec<String>,
 }
 
+/// Result of `delete_message`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Deleted {
+    /// True: WhatsApp accepted the deletion; the message shows as deleted for everyone.
+    pub deleted: bool,
+    /// The chat.
+    pub chat_jid: String,
+    /// The deleted message's id.
+    pub message_id: String,
+}
+
 /// Result of `request_history`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HistoryRequested {

@@ -219,6 +219,26 @@ pub struct MarkReadParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct EditParams {
+    /// The chat the message is in.
+    pub chat_jid: String,
+    /// The id of your own text message to change (from list_messages).
+    pub message_id: String,
+    /// The new text, replacing the old one.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// The chat the message is in.
+    pub chat_jid: String,
+    /// The id of your own message to delete for everyone (from list_messages).
+    pub message_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReplyParams {
     /// The chat the quoted message is in.
     pub chat_jid: String,

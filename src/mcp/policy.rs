@@ -13,6 +13,23 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use crate::engine::{MediaKind, OutgoingFile};
 use crate::jid::Jid;
 
+/// How long after sending WhatsApp lets its sender change a message's text (15 minutes).
+pub const EDIT_WINDOW_SECS: i64 = 15 * 60;
+
+/// How long after sending WhatsApp lets its sender delete a message for everyone (about two and
+/// a half days; the phone app refuses later deletions too).
+pub const DELETE_WINDOW_SECS: i64 = 60 * 60 * 60;
+
+/// A span of seconds in words: "14 min", "3 h", "2 days".
+pub fn span(secs: i64) -> String {
+    match secs {
+        s if s < 2 * 60 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// Largest file `send_file` and `send_audio_message` will read (WhatsApp's own document limit
 /// is higher, but nothing an assistant sends needs more).
 pub const MAX_OUTGOING_FILE_BYTES: u64 = 100 * 1024 * 1024;

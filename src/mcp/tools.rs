@@ -21,15 +21,16 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use super::output::{
-    ChatList, ChatOut, ContactList, ContactOut, ContextOut, DownloadOut, GroupOut,
+    ChatList, ChatOut, ContactList, ContactOut, ContextOut, Deleted, DownloadOut, GroupOut,
     HistoryRequested, LastInteraction, MarkedRead, MessageList, MessageOut, MessageWithContext,
     ReactionSent, SentOut, SyncStatusOut,
 };
 use super::params::{
-    ContactChatsParams, DirectChatParams, DownloadMediaParams, GetChatParams, GetGroupParams,
-    LastInteractionParams, ListChatsParams, ListGroupsParams, ListMessagesParams, MarkReadParams,
-    MessageContextParams, ReactionParams, ReplyParams, RequestHistoryParams, SearchContactsParams,
-    SendAudioParams, SendFileParams, SendMessageParams, SortBy,
+    ContactChatsParams, DeleteParams, DirectChatParams, DownloadMediaParams, EditParams,
+    GetChatParams, GetGroupParams, LastInteractionParams, ListChatsParams, ListGroupsParams,
+    ListMessagesParams, MarkReadParams, MessageContextParams, ReactionParams, ReplyParams,
+    RequestHistoryParams, SearchContactsParams, SendAudioParams, SendFileParams, SendMessageParams,
+    SortBy,
 };
 use super::policy::{self, RecipientPolicy};
 use crate::app::AppContext;
@@ -43,7 +44,7 @@ use crate::store::model::{ChatQuery, ChatSort, MessageQuery, Page};
 /// that read-only mode (which does not register them at all, so a model cannot even see them),
 /// the `whatsapp:send` scope and the stdio relay's no-retry rule all use. A unit test holds it
 /// to the tools' own annotations.
-pub const WRITE_TOOLS: [&str; 7] = [
+pub const WRITE_TOOLS: [&str; 9] = [
     "send_message",
     "send_file",
     "send_audio_message",
@@ -51,6 +52,8 @@ pub const WRITE_TOOLS: [&str; 7] = [
     "send_reaction",
     "mark_read",
     "request_history",
+    "edit_message",
+    "delete_message",
 ];
 
 /// The URI of the status resource.
@@ -200,6 +203,43 @@ impl WhatsAppTools {
             )));
         }
         Ok(canonical)
+    }
+
+    /// Our own message `id` in `chat`, not deleted, sent at most `window` seconds ago; `what`
+    /// is the action, for the refusals.
+    async fn own_recent_message(
+        &self,
+        chat: &Jid,
+        id: &str,
+        window: i64,
+        what: &str,
+    ) -> Result<crate::store::model::Message, ToolError> {
+        let message = match self.ctx.store.message(chat.clone(), id.to_owned()).await {
+            Ok(message) => message,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ToolError(format!(
+                    "no message {id} in {chat}: list_messages shows the ids of a chat's messages"
+                )));
+            }
+            Err(err) => return Err(archive_error(err)),
+        };
+        if !message.from_me {
+            return Err(ToolError(format!(
+                "message {id} was written by someone else: only your own messages can be {what}"
+            )));
+        }
+        if message.deleted_at.is_some() {
+            return Err(ToolError(format!("message {id} is already deleted")));
+        }
+        let age = chrono::Utc::now().timestamp() - message.timestamp;
+        if age > window {
+            return Err(ToolError(format!(
+                "message {id} was sent {} ago; WhatsApp lets a message be {what} only within {} of sending",
+                policy::span(age),
+                policy::span(window)
+            )));
+        }
+        Ok(message)
     }
 
     async fn sent(
@@ -737,6 +777,71 @@ impl WhatsAppTools {
             chat_jid: chat.to_string(),
             message_id: p.message_id,
             emoji,
+        }))
+    }
+
+    #[tool(
+        description = "Change the text of one of your own text messages, within 15 minutes of sending it; everyone in the chat sees the new text marked as edited.",
+        annotations(
+            title = "Edit message",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn edit_message(
+        &self,
+        Parameters(p): Parameters<EditParams>,
+    ) -> Result<Json<SentOut>, ToolError> {
+        nonempty("message_id", &p.message_id)?;
+        nonempty("message", &p.message)?;
+        let chat = self.recipient("chat_jid", &p.chat_jid).await?;
+        let original = self
+            .own_recent_message(&chat, &p.message_id, policy::EDIT_WINDOW_SECS, "edited")
+            .await?;
+        if original.media.is_some() {
+            return Err(ToolError(format!(
+                "message {} is a file or photo: only text messages can be edited",
+                p.message_id
+            )));
+        }
+        let message = self
+            .ctx
+            .engine
+            .edit_text(chat.clone(), p.message_id, p.message)
+            .await?;
+        tracing::info!(tool = "edit_message", chat = %chat, "message edited");
+        self.sent(message).await
+    }
+
+    #[tool(
+        description = "Delete one of your own messages for everyone in the chat, within about two and a half days of sending it; it then shows as deleted.",
+        annotations(
+            title = "Delete message",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn delete_message(
+        &self,
+        Parameters(p): Parameters<DeleteParams>,
+    ) -> Result<Json<Deleted>, ToolError> {
+        nonempty("message_id", &p.message_id)?;
+        let chat = self.recipient("chat_jid", &p.chat_jid).await?;
+        self.own_recent_message(&chat, &p.message_id, policy::DELETE_WINDOW_SECS, "deleted")
+            .await?;
+        self.ctx
+            .engine
+            .revoke(chat.clone(), p.message_id.clone())
+            .await?;
+        tracing::info!(tool = "delete_message", chat = %chat, "message deleted for everyone");
+        Ok(Json(Deleted {
+            deleted: true,
+            chat_jid: chat.to_string(),
+            message_id: p.message_id,
         }))
     }
 

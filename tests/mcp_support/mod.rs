@@ -56,6 +56,15 @@ pub enum Call {
         chat: String,
         ids: Vec<String>,
     },
+    Edit {
+        chat: String,
+        id: String,
+        text: String,
+    },
+    Revoke {
+        chat: String,
+        id: String,
+    },
     History {
         chat: String,
         count: u32,
@@ -163,6 +172,38 @@ impl Engine for RecordingEngine {
             id: message_id,
             emoji,
         });
+        Ok(())
+    }
+
+    async fn edit_text(
+        &self,
+        chat: Jid,
+        message_id: String,
+        text: String,
+    ) -> Result<Message, EngineError> {
+        self.calls.lock().unwrap().push(Call::Edit {
+            chat: chat.to_string(),
+            id: message_id.clone(),
+            text: text.clone(),
+        });
+        let now = chrono::Utc::now().timestamp();
+        self.store
+            .edit_message(chat.clone(), message_id.clone(), text, now)
+            .await
+            .unwrap();
+        Ok(self.store.message(chat, message_id).await.unwrap())
+    }
+
+    async fn revoke(&self, chat: Jid, message_id: String) -> Result<(), EngineError> {
+        self.calls.lock().unwrap().push(Call::Revoke {
+            chat: chat.to_string(),
+            id: message_id.clone(),
+        });
+        let now = chrono::Utc::now().timestamp();
+        self.store
+            .delete_message(chat, message_id, now)
+            .await
+            .unwrap();
         Ok(())
     }
 

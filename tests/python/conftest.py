@@ -65,6 +65,8 @@ ALL_TOOLS = {
     "list_groups",
     "get_group",
     "request_history",
+    "edit_message",
+    "delete_message",
 }
 # The tools that act on WhatsApp: read-only mode leaves them out and they need whatsapp:send.
 WRITE_TOOLS = {
@@ -75,6 +77,8 @@ WRITE_TOOLS = {
     "send_reaction",
     "mark_read",
     "request_history",
+    "edit_message",
+    "delete_message",
 }
 
 NOTE_BYTES = b"shopping list: rope, chalk, tape\n"

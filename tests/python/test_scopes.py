@@ -23,6 +23,8 @@ ARGUMENTS = {
     "send_reaction": {"chat_jid": ADA, "message_id": "DEMO-A7", "emoji": "👍"},
     "mark_read": {"chat_jid": ADA, "message_ids": ["DEMO-A7"]},
     "request_history": {"chat_jid": ADA},
+    "edit_message": {"chat_jid": ADA, "message_id": "DEMO-A7", "message": "changed"},
+    "delete_message": {"chat_jid": ADA, "message_id": "DEMO-A7"},
 }
 
 

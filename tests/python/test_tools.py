@@ -79,6 +79,8 @@ INPUTS: dict[str, dict[str, object]] = {
     "list_groups": {"query": OPT_STR, "limit": "integer", "page": "integer"},
     "get_group": {"group_jid!": "string"},
     "request_history": {"chat_jid!": "string", "count": "integer"},
+    "edit_message": {"chat_jid!": "string", "message_id!": "string", "message!": "string"},
+    "delete_message": {"chat_jid!": "string", "message_id!": "string"},
 }
 
 
@@ -166,8 +168,16 @@ async def test_every_tool_is_listed_with_a_described_typed_schema(server: Server
         elif name != "download_media":
             assert annotations.read_only_hint is True, name
             assert annotations.open_world_hint is False, name
+    # Destructive: what cannot be taken back once others have seen it.
     sends = {t.name for t in listed if t.annotations and t.annotations.destructive_hint}
-    assert sends == {"send_message", "send_file", "send_audio_message", "reply_to_message"}
+    assert sends == {
+        "send_message",
+        "send_file",
+        "send_audio_message",
+        "reply_to_message",
+        "edit_message",
+        "delete_message",
+    }
 
 
 async def test_the_status_resource_is_listed_and_readable(server: Server) -> None:
@@ -500,3 +510,24 @@ async def test_request_history_is_accepted_and_clamped(server: Server) -> None:
     assert "list_messages" in result["note"]
     default = await server.call("request_history", {"chat_jid": BOB_PHONE})
     assert default["count"] == 50 and default["chat_jid"] == BOB
+
+
+async def test_own_messages_are_edited_and_deleted_for_everyone(server: Server) -> None:
+    sent = await server.call("send_message", {"recipient": ADA, "message": "draft of a note"})
+    message_id = sent["message"]["id"]
+    edited = await server.call(
+        "edit_message", {"chat_jid": ADA, "message_id": message_id, "message": "final note"}
+    )
+    assert edited["message"]["text"] == "final note"
+    assert edited["message"]["edited_at"]
+    deleted = await server.call("delete_message", {"chat_jid": ADA, "message_id": message_id})
+    assert deleted == {"deleted": True, "chat_jid": ADA, "message_id": message_id}
+    newest = await server.call("list_messages", {"chat_jid": ADA, "limit": 1, "include_context": False})
+    assert newest["messages"][0]["id"] == message_id and newest["messages"][0]["deleted"] is True
+    again = await server.fail("edit_message", {"chat_jid": ADA, "message_id": message_id, "message": "x"})
+    assert "already deleted" in again
+    # Somebody else's message stays theirs.
+    listed = await server.call("list_messages", {"chat_jid": ADA, "limit": 20, "include_context": False})
+    theirs = next(m["id"] for m in listed["messages"] if not m["from_me"])
+    refused = await server.fail("delete_message", {"chat_jid": ADA, "message_id": theirs})
+    assert "someone else" in refused

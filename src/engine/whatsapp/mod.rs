@@ -476,6 +476,45 @@ impl Engine for WhatsAppEngine {
             .map_err(|err| EngineError::Failed(format!("reacted, but not archived: {err}")))
     }
 
+    async fn edit_text(
+        &self,
+        chat: Jid,
+        message_id: String,
+        text: String,
+    ) -> Result<Message, EngineError> {
+        let client = self.connected().await?;
+        let content = wa::Message {
+            conversation: Some(text.clone()),
+            ..Default::default()
+        };
+        client
+            .edit_message(wa_jid(&chat)?, message_id.clone(), content)
+            .await
+            .map_err(|err| EngineError::Failed(err.to_string()))?;
+        self.shared
+            .ingest
+            .own_edit(chat, message_id, text)
+            .await
+            .map_err(|err| EngineError::Failed(format!("edited, but not archived: {err}")))
+    }
+
+    async fn revoke(&self, chat: Jid, message_id: String) -> Result<(), EngineError> {
+        let client = self.connected().await?;
+        client
+            .revoke_message(
+                wa_jid(&chat)?,
+                message_id.clone(),
+                whatsapp_rust::RevokeType::Sender,
+            )
+            .await
+            .map_err(|err| EngineError::Failed(err.to_string()))?;
+        self.shared
+            .ingest
+            .own_revoke(chat, message_id)
+            .await
+            .map_err(|err| EngineError::Failed(format!("deleted, but not archived: {err}")))
+    }
+
     async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), EngineError> {
         let client = self.connected().await?;
         let target = wa_jid(&chat)?;
