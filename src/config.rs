@@ -126,11 +126,11 @@ pub const SETTINGS: &[Setting] = &[
         env: &[],
         kind: "tables: [auth.tokens.NAME] with token_file (or token) and scopes",
         default: "none",
-        doc: "Further bearer tokens, each with a name (logged, never the token) and the scopes \
-              it grants: \"whatsapp:read\" (read tools, resources, status and dashboard) and \
-              \"whatsapp:send\" (the tools that act, QR linking, pairing and logout). An \
-              assistant that only reads gets a token with [\"whatsapp:read\"]. The main token \
-              (auth.token_file) grants both.",
+        doc: "Further bearer tokens, each with a name (check-config shows it, never the token) \
+              and the scopes it grants: \"whatsapp:read\" (read tools, resources, status and \
+              dashboard) and \"whatsapp:send\" (the tools that act, QR linking, pairing and \
+              logout). An assistant that only reads gets a token with [\"whatsapp:read\"]. The \
+              main token (auth.token_file) grants both, and only it opens a browser login.",
     },
     Setting {
         key: "storage.database_url",

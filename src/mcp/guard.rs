@@ -127,11 +127,11 @@ pub async fn require_json_rpc(request: Request, next: Next) -> Response {
         .await
 }
 
-/// The scope a JSON-RPC message needs: `whatsapp:send` for a tool that acts
-/// ([`super::WRITE_TOOLS`]); nothing for the handshake, `ping`, `tools/list`, notifications
-/// and responses; `whatsapp:read` for everything else (other tools, resources, and whatever
-/// a later protocol version adds).
-pub fn required_scope(body: &[u8]) -> Option<Scope> {
+/// The scopes a JSON-RPC message needs: `whatsapp:send` for a tool that acts
+/// ([`super::WRITE_TOOLS`]); none for the handshake, `ping`, `tools/list`, notifications and
+/// responses; `whatsapp:read` for everything else (other tools, resources, and whatever a later
+/// protocol version adds); both for a message whose method cannot be read here.
+pub fn required_scopes(body: &[u8]) -> &'static [Scope] {
     #[derive(serde::Deserialize)]
     struct Message {
         method: Option<String>,
@@ -142,32 +142,38 @@ pub fn required_scope(body: &[u8]) -> Option<Scope> {
         name: Option<serde_json::Value>,
     }
     let Ok(message) = serde_json::from_slice::<Message>(body) else {
-        // Not something a scope can be read from: ask for the most.
-        return Some(Scope::Send);
+        return &Scope::ALL;
     };
-    let method = message.method?;
+    let Some(method) = message.method else {
+        return &[];
+    };
     match method.as_str() {
-        "initialize" | "ping" | "tools/list" => None,
-        notification if notification.starts_with("notifications/") => None,
+        "initialize" | "ping" | "tools/list" => &[],
+        notification if notification.starts_with("notifications/") => &[],
         "tools/call" => {
             let name = message.params.and_then(|p| p.name);
             let acting = name
                 .as_ref()
                 .and_then(serde_json::Value::as_str)
                 .is_some_and(|name| super::WRITE_TOOLS.contains(&name));
-            Some(if acting { Scope::Send } else { Scope::Read })
+            if acting {
+                &[Scope::Send]
+            } else {
+                &[Scope::Read]
+            }
         }
-        _ => Some(Scope::Read),
+        _ => &[Scope::Read],
     }
 }
 
 /// 403 `insufficient_scope` for a message the request's [`Grant`] does not cover, answering
 /// the request's own id so the client can tell which call was refused.
 pub fn scope_refusal(body: &[u8], extensions: &axum::http::Extensions) -> Option<Response> {
-    let scope = required_scope(body)?;
-    if Grant::of_request(extensions).allows(scope) {
-        return None;
-    }
+    let grant = Grant::of_request(extensions);
+    let scope = required_scopes(body)
+        .iter()
+        .copied()
+        .find(|scope| !grant.allows(*scope))?;
     let id = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|message| message.get("id").cloned())
@@ -206,4 +212,51 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
         })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_message_needs_the_scope_of_what_it_does() {
+        let call = |name: &str| {
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": name, "arguments": {}}})
+            .to_string()
+        };
+        for (body, expected) in [
+            (
+                r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#.to_owned(),
+                &[][..],
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+                &[],
+            ),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_owned(), &[]),
+            (r#"{"jsonrpc":"2.0","id":3,"result":{}}"#.to_owned(), &[]),
+            (call("send_message"), &[Scope::Send]),
+            (call("delete_message"), &[Scope::Send]),
+            (call("list_chats"), &[Scope::Read]),
+            (call("download_media"), &[Scope::Read]),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"whatsapp://status"}}"#
+                    .to_owned(),
+                &[Scope::Read],
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"method":"some/later/method"}"#.to_owned(),
+                &[Scope::Read],
+            ),
+            // A method this reader cannot make out needs every scope.
+            (
+                r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","method":"tools/call"}"#
+                    .to_owned(),
+                &Scope::ALL,
+            ),
+        ] {
+            assert_eq!(required_scopes(body.as_bytes()), expected, "{body}");
+        }
+    }
 }
