@@ -120,19 +120,40 @@ fn assert_insufficient(
     );
 }
 
+/// The names a `tools/list` answer shows.
+fn tool_names(listed: &Value) -> Vec<String> {
+    listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tools/list answer: {listed}"))
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every tool the server has, as the main token's `tools/list` shows them.
+async fn every_tool(rig: &mcp_support::Rig) -> Vec<String> {
+    let mut main = client(rig, TOKEN);
+    main.initialize().await;
+    let tools = tool_names(&main.request("tools/list", json!({})).await);
+    assert_eq!(tools.len(), 21, "{tools:?}");
+    tools
+}
+
 #[tokio::test]
 async fn a_read_token_reads_everything_and_acts_on_nothing() {
     let rig = scoped_rig().await;
+    let tools = every_tool(&rig).await;
     let mut reader = client(&rig, READER);
     reader.initialize().await;
+    // The list shows only what the token may call.
     let listed = reader.request("tools/list", json!({})).await;
-    let tools: Vec<String> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
+    let shown = tool_names(&listed);
+    let readable: Vec<&String> = tools
         .iter()
-        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .filter(|tool| !WRITE_TOOLS.contains(&tool.as_str()))
         .collect();
-    assert_eq!(tools.len(), 21, "{tools:?}");
+    assert_eq!(shown.iter().collect::<Vec<_>>(), readable, "{listed}");
+    // Every call is checked on its own, whatever the list showed.
     let (mut served, mut refused) = (0, 0);
     for (n, tool) in tools.iter().enumerate() {
         let params = json!({"name": tool, "arguments": arguments(tool)});
@@ -171,9 +192,13 @@ async fn a_send_token_acts_and_reads_nothing() {
     let rig = scoped_rig().await;
     let mut sender = client(&rig, SENDER);
     sender.initialize().await;
-    // Listing what there is to call is part of the handshake, not reading the account.
-    let listed = sender.request("tools/list", json!({})).await;
-    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    // Listing what there is to call is part of the handshake, not reading the account; it
+    // shows the tools that act and nothing else.
+    let mut shown = tool_names(&sender.request("tools/list", json!({})).await);
+    shown.sort();
+    let mut acting = WRITE_TOOLS.map(str::to_owned).to_vec();
+    acting.sort();
+    assert_eq!(shown, acting);
     let (status, _, message) = call(
         &sender,
         10,
@@ -213,6 +238,7 @@ async fn a_send_token_acts_and_reads_nothing() {
 #[tokio::test]
 async fn the_main_token_still_grants_everything() {
     let rig = scoped_rig().await;
+    every_tool(&rig).await;
     let mut main = client(&rig, TOKEN);
     main.initialize().await;
     assert_eq!(main.ok("list_groups", json!({})).await["count"], 1);
@@ -252,6 +278,29 @@ async fn open_sse(app: &Router, token: &str) -> (Body, String) {
     }
 }
 
+/// The message with `id` from an open SSE stream.
+async fn sse_answer(body: &mut Body, id: u64) -> Value {
+    let mut seen = String::new();
+    loop {
+        for line in seen.lines() {
+            if let Some(data) = line.strip_prefix("data:")
+                && let Ok(message) = serde_json::from_str::<Value>(data.trim())
+                && message["id"] == json!(id)
+            {
+                return message;
+            }
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no answer {id} within 5 s: {seen}"))
+            .expect("the stream is open")
+            .unwrap();
+        if let Ok(bytes) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}
+
 async fn post_sse(
     app: &Router,
     endpoint: &str,
@@ -287,7 +336,7 @@ async fn post_sse(
 async fn scopes_hold_on_the_legacy_sse_transport() {
     let rig = scoped_rig().await;
     let app = rig.bare_app(PEER);
-    let (_stream, endpoint) = open_sse(&app, READER).await;
+    let (mut stream, endpoint) = open_sse(&app, READER).await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2024-11-05", "capabilities": {},
         "clientInfo": {"name": "scope-test", "version": "1"}}});
@@ -295,12 +344,32 @@ async fn scopes_hold_on_the_legacy_sse_transport() {
         post_sse(&app, &endpoint, READER, init).await.0,
         StatusCode::ACCEPTED
     );
+    sse_answer(&mut stream, 1).await;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        post_sse(&app, &endpoint, READER, initialized).await.0,
+        StatusCode::ACCEPTED
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}});
+    assert_eq!(
+        post_sse(&app, &endpoint, READER, list).await.0,
+        StatusCode::ACCEPTED
+    );
+    let shown = tool_names(&sse_answer(&mut stream, 4).await);
+    assert_eq!(shown.len(), 12, "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .all(|tool| !WRITE_TOOLS.contains(&tool.as_str())),
+        "{shown:?}"
+    );
     let read = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "list_chats", "arguments": {}}});
     assert_eq!(
         post_sse(&app, &endpoint, READER, read).await.0,
         StatusCode::ACCEPTED
     );
+    assert!(sse_answer(&mut stream, 2).await["result"].is_object());
     for tool in WRITE_TOOLS {
         let act = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
             "params": {"name": tool, "arguments": arguments(tool)}});

@@ -152,14 +152,13 @@ pub fn required_scopes(body: &[u8]) -> &'static [Scope] {
         notification if notification.starts_with("notifications/") => &[],
         "tools/call" => {
             let name = message.params.and_then(|p| p.name);
-            let acting = name
-                .as_ref()
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|name| super::WRITE_TOOLS.contains(&name));
-            if acting {
-                &[Scope::Send]
-            } else {
-                &[Scope::Read]
+            match super::tools::tool_scope(
+                name.as_ref()
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(""),
+            ) {
+                Scope::Send => &[Scope::Send],
+                Scope::Read => &[Scope::Read],
             }
         }
         _ => &[Scope::Read],

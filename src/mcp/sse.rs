@@ -19,7 +19,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
 use rmcp::service::serve_server;
 use rmcp::transport::Transport;
 use serde::Deserialize;
@@ -231,7 +231,7 @@ pub async fn post(
             "the request body could not be read",
         );
     };
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
         Ok(message) => message,
         Err(err) => {
             return refusal(
@@ -242,6 +242,11 @@ pub async fn post(
     };
     if let Some(refused) = scope_refusal(&body, &parts.extensions) {
         return refused;
+    }
+    // The handler sees the request as on Streamable HTTP, credential included (tools/list
+    // shows what it may call).
+    if let ClientJsonRpcMessage::Request(request) = &mut message {
+        request.request.extensions_mut().insert(parts);
     }
     match sender.send(message).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),

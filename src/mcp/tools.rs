@@ -12,10 +12,10 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ContentBlock, ErrorCode, ErrorData, Implementation,
-    IntoContents, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
-    ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, ContentBlock, ErrorCode, ErrorData,
+    Implementation, IntoContents, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -33,7 +33,9 @@ use super::params::{
     SortBy,
 };
 use super::policy::{self, RecipientPolicy};
+use crate::access::Grant;
 use crate::app::AppContext;
+use crate::config::Scope;
 use crate::engine::{EngineError, OutgoingFile};
 use crate::jid::{ChatKind, Jid};
 use crate::report;
@@ -55,6 +57,16 @@ pub const WRITE_TOOLS: [&str; 9] = [
     "edit_message",
     "delete_message",
 ];
+
+/// The scope calling the tool `name` needs: `whatsapp:send` for a tool that acts, `whatsapp:read`
+/// for every other.
+pub fn tool_scope(name: &str) -> Scope {
+    if WRITE_TOOLS.contains(&name) {
+        Scope::Send
+    } else {
+        Scope::Read
+    }
+}
 
 /// The URI of the status resource.
 pub const STATUS_URI: &str = "whatsapp://status";
@@ -1065,6 +1077,38 @@ impl ServerHandler for WhatsAppTools {
                 None,
             )),
         }
+    }
+
+    /// The tools this session's credential may call: a token with `whatsapp:read` alone is not
+    /// shown the tools that act, so a model does not plan with calls it would be refused. A
+    /// session with no HTTP request behind it (`stdio --standalone`) is the user's own process
+    /// and sees every tool. Calls are checked on their own in [`super::guard`], whatever the
+    /// list showed.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let grant = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map_or(Grant::ALL, |parts| Grant::of_request(&parts.extensions));
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|tool| grant.allows(tool_scope(&tool.name)))
+            .collect();
+        let mut result = ListToolsResult::with_all_items(tools);
+        if context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)
+        {
+            // The list depends on the credential: no cache may hand it to another client.
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Private);
+        }
+        Ok(result)
     }
 
     async fn list_resources(

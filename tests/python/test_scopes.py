@@ -1,5 +1,5 @@
 """Named tokens with scopes, against the real binary with the official SDK over Streamable HTTP:
-a `whatsapp:read` token reads and every acting tool is refused with `insufficient_scope`
+a `whatsapp:read` token is shown and served the read tools, and every acting tool is refused with `insufficient_scope`
 (nothing is sent); a `whatsapp:send` token sends but cannot read.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import ADA, WRITE_TOOLS, Daemon, Sandbox, connect
+from conftest import ADA, ALL_TOOLS, WRITE_TOOLS, Daemon, Sandbox, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +53,9 @@ def bearer(token: str) -> dict[str, str]:
 async def test_a_read_token_reads_and_every_acting_tool_is_refused(scoped) -> None:
     sandbox, daemon = scoped
     async with connect("http", sandbox, daemon, headers=bearer(READER)) as session:
+        # The list shows what the token may call; each call is still checked on its own.
+        listed = {tool.name for tool in (await session.list_tools()).tools}
+        assert listed == ALL_TOOLS - WRITE_TOOLS, sorted(listed)
         chats = (await session.call_tool("list_chats", {})).structured_content
         assert chats and chats["chats"], chats
         before = (await session.call_tool("list_messages", {"chat_jid": ADA, "limit": 1})).structured_content
@@ -70,6 +73,8 @@ async def test_a_read_token_reads_and_every_acting_tool_is_refused(scoped) -> No
 async def test_a_send_token_sends_and_cannot_read(scoped) -> None:
     sandbox, daemon = scoped
     async with connect("http", sandbox, daemon, headers=bearer(SENDER)) as session:
+        listed = {tool.name for tool in (await session.list_tools()).tools}
+        assert listed == WRITE_TOOLS, sorted(listed)
         sent = await session.call_tool("send_message", {"recipient": ADA, "message": "from the notifier"})
         assert not sent.is_error, sent
         with pytest.raises(MCPError) as refused:
