@@ -21,6 +21,9 @@ use crate::systemd::Notifier;
 /// How long open connections get to finish after a stop request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the last notifications to systemd (`STOPPING=1`) may take to go out at exit.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(1);
+
 /// How often the `STATUS=` line is refreshed even when the link state has not changed, so the
 /// message count stays current.
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
@@ -141,6 +144,7 @@ pub async fn run(
         Err(_) => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them"),
     }
     tracing::info!("stopped");
+    notifier.flush(NOTIFY_FLUSH);
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! does the sending: while it waits, newer `STATUS=` lines replace older ones and repeated
 //! pings fold into one, so nothing piles up and the async runtime never waits on systemd.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct Notifier {
 struct Outbox {
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Set, under the lock, while the sending thread holds a batch it has not sent yet.
+    in_flight: AtomicBool,
 }
 
 /// Notifications waiting for the sending thread. Flags fold repeats; the status keeps only the
@@ -95,11 +98,13 @@ impl Outbox {
                         .wait(pending)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
+                self.in_flight.store(true, Ordering::SeqCst);
                 std::mem::take(&mut *pending)
             };
             if let Err(err) = sd_notify::notify(&batch.states()) {
                 tracing::debug!(error = %err, "sd_notify failed");
             }
+            self.in_flight.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -153,6 +158,27 @@ impl Notifier {
             pending.stopping = true;
             pending.status = Some(status.to_owned());
         });
+    }
+
+    /// Waits up to `limit` for everything posted so far to be sent: the process is about to
+    /// exit, and with it the sending thread (a `STOPPING=1` posted just before the end would
+    /// otherwise be lost).
+    pub fn flush(&self, limit: Duration) {
+        let Some(outbox) = &self.outbox else { return };
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            {
+                let pending = outbox
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if pending.is_empty() && !outbox.in_flight.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::debug!("the last notifications to systemd were not sent in time");
     }
 
     fn watchdog_ping(&self) {

@@ -680,3 +680,113 @@ async fn the_allow_list_blocks_every_other_recipient() {
     .await;
     assert_eq!(rig.calls().len(), 2);
 }
+
+#[tokio::test]
+async fn an_acting_call_sent_again_with_its_request_key_is_done_once() {
+    let rig = rig(|_| {}).await;
+    let mut c = Client::new(rig.app("127.0.0.1:50000"));
+    c.initialize().await;
+    let send = |key: Value| {
+        json!({"name": "send_message",
+            "arguments": {"recipient": ALICE, "message": "only once"},
+            "_meta": {"whatsapp-mcp/request-key": key}})
+    };
+    let first = c.request("tools/call", send(json!("relay-1"))).await;
+    assert_eq!(first["result"]["isError"], json!(false), "{first}");
+    // The same call again, as a relay resends it after a broken connection: the first answer,
+    // and the engine is not asked again.
+    let again = c.request("tools/call", send(json!("relay-1"))).await;
+    assert_eq!(again["result"], first["result"]);
+    assert_eq!(rig.calls().len(), 1, "{:?}", rig.calls());
+    // Another session (the relay after a service restart) gets the same answer.
+    let mut other = Client::new(rig.app("127.0.0.1:50001"));
+    other.initialize().await;
+    let from_other = other.request("tools/call", send(json!("relay-1"))).await;
+    assert_eq!(from_other["result"], first["result"]);
+    assert_eq!(rig.calls().len(), 1);
+    // A new key is a new call.
+    let second = c.request("tools/call", send(json!("relay-2"))).await;
+    assert_eq!(second["result"]["isError"], json!(false), "{second}");
+    assert_eq!(rig.calls().len(), 2);
+    // One key for another tool is refused, and nothing is done.
+    let reused = c
+        .request(
+            "tools/call",
+            json!({"name": "send_reaction",
+                "arguments": {"chat_jid": ALICE, "message_id": "A1", "emoji": "👍"},
+                "_meta": {"whatsapp-mcp/request-key": "relay-1"}}),
+        )
+        .await;
+    let text = reused["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("send_message"), "{reused}");
+    assert_eq!(rig.calls().len(), 2);
+    // A key that is not a short printable string is refused before anything runs.
+    for bad in [
+        json!(""),
+        json!(7),
+        json!("with space"),
+        json!("x".repeat(129)),
+    ] {
+        let refused = c.request("tools/call", send(bad.clone())).await;
+        assert_eq!(refused["error"]["code"], json!(-32602), "{bad}: {refused}");
+    }
+    assert_eq!(rig.calls().len(), 2);
+    // A call whose outcome was never recorded (the service stopped while it ran, a minute ago)
+    // is not done again: the client is told it may have gone out.
+    let a_minute_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 60;
+    rig.ctx
+        .store
+        .claim_request(
+            "cut-off".to_owned(),
+            "send_message".to_owned(),
+            a_minute_ago,
+        )
+        .await
+        .unwrap();
+    let cut_off = c.request("tools/call", send(json!("cut-off"))).await;
+    assert_eq!(cut_off["result"]["isError"], json!(true), "{cut_off}");
+    let text = cut_off["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("may have gone out"), "{text}");
+    assert_eq!(rig.calls().len(), 2);
+    // One sent again while the first still runs waits for the first's answer.
+    rig.ctx
+        .store
+        .claim_request(
+            "running".to_owned(),
+            "send_message".to_owned(),
+            a_minute_ago + 60,
+        )
+        .await
+        .unwrap();
+    let store = std::sync::Arc::clone(&rig.ctx.store);
+    let finisher = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answer = json!({"content": [{"type": "text", "text": "done by the first"}],
+            "isError": false});
+        store
+            .finish_request("running".to_owned(), answer.to_string())
+            .await
+            .unwrap();
+    });
+    let waited = c.request("tools/call", send(json!("running"))).await;
+    finisher.await.unwrap();
+    assert_eq!(
+        waited["result"]["content"][0]["text"],
+        json!("done by the first"),
+        "{waited}"
+    );
+    assert_eq!(rig.calls().len(), 2);
+    // Read tools ignore the key.
+    let read = c
+        .request(
+            "tools/call",
+            json!({"name": "list_chats", "arguments": {},
+                "_meta": {"whatsapp-mcp/request-key": "relay-1"}}),
+        )
+        .await;
+    assert_eq!(read["result"]["isError"], json!(false), "{read}");
+}

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use whatsapp_mcp::config::DatabaseUrl;
 use whatsapp_mcp::jid::{ChatKind, Jid};
 use whatsapp_mcp::store::model::{
-    ChatQuery, ChatSort, ChatUpdate, ContactUpdate, Delivery, Media, MessageQuery, NewMessage, Page,
+    CLAIM_RETENTION_SECS, ChatQuery, ChatSort, ChatUpdate, Claim, ContactUpdate, Delivery, Media,
+    MessageQuery, NewMessage, Page,
 };
 use whatsapp_mcp::store::{self, Store, StoreError};
 
@@ -95,6 +96,7 @@ contract!(
     clearing_the_archive_empties_it,
     counts_stay_exact_through_every_write,
     the_counts_migration_counts_an_existing_archive,
+    a_request_key_is_claimed_once,
 );
 
 fn jid(s: &str) -> Jid {
@@ -1020,6 +1022,72 @@ async fn clearing_the_archive_empties_it(f: &Fixture) {
     assert!(search(store, "words").await.is_empty());
 }
 
+async fn a_request_key_is_claimed_once(f: &Fixture) {
+    let store = &f.store;
+    let now = 1_800_000_000;
+    let claim =
+        |key: &str, tool: &str, at: i64| store.claim_request(key.to_owned(), tool.to_owned(), at);
+    assert_eq!(claim("k1", "send_message", now).await.unwrap(), Claim::New);
+    // Taken while it runs: no outcome yet.
+    assert_eq!(
+        claim("k1", "send_message", now + 1).await.unwrap(),
+        Claim::Taken {
+            tool: "send_message".to_owned(),
+            started_at: now,
+            outcome: None
+        }
+    );
+    store
+        .finish_request("k1".to_owned(), r#"{"content":[]}"#.to_owned())
+        .await
+        .unwrap();
+    // Releasing a finished call changes nothing.
+    store.release_request("k1".to_owned()).await.unwrap();
+    assert_eq!(
+        claim("k1", "send_message", now + 2).await.unwrap(),
+        Claim::Taken {
+            tool: "send_message".to_owned(),
+            started_at: now,
+            outcome: Some(r#"{"content":[]}"#.to_owned())
+        }
+    );
+    // A released key can be claimed again.
+    assert_eq!(claim("k2", "send_file", now).await.unwrap(), Claim::New);
+    store.release_request("k2".to_owned()).await.unwrap();
+    assert_eq!(claim("k2", "send_file", now + 3).await.unwrap(), Claim::New);
+    // Many claimers of one key at once: exactly one gets it.
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                store
+                    .claim_request("k3".to_owned(), "mark_read".to_owned(), now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        if racer.await.unwrap() == Claim::New {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    // A week later the old keys are forgotten.
+    let later = now + CLAIM_RETENTION_SECS + 10;
+    assert_eq!(
+        claim("k1", "send_message", later).await.unwrap(),
+        Claim::New
+    );
+    // Clearing the archive (logout) clears the ledger too: answers can hold message text.
+    store.clear_archive().await.unwrap();
+    assert_eq!(
+        claim("k1", "send_message", later).await.unwrap(),
+        Claim::New
+    );
+}
+
 /// Runs SQL on the fixture's database behind the store's back (a test's own connection).
 async fn run_sql(f: &Fixture, sql: &str) {
     if let Some(path) = f.url.sqlite_path() {
@@ -1205,7 +1273,8 @@ async fn the_counts_migration_counts_an_existing_archive(f: &Fixture) {
         .upsert_contacts(vec![ContactUpdate::new(jid(BOB))])
         .await
         .unwrap();
-    // Back to the schema before the counts: without the table and its migration's record.
+    // Back to the schema before the counts: without the table, the later ones, and their
+    // migrations' records.
     let history = if f.url.sqlite_path().is_some() {
         "refinery_schema_history"
     } else {
@@ -1213,7 +1282,10 @@ async fn the_counts_migration_counts_an_existing_archive(f: &Fixture) {
     };
     run_sql(
         f,
-        &format!("DROP TABLE archive_counts; DELETE FROM {history} WHERE name = 'archive_counts';"),
+        &format!(
+            "DROP TABLE archive_counts; DROP TABLE tool_requests;
+             DELETE FROM {history} WHERE name IN ('archive_counts', 'tool_requests');"
+        ),
     )
     .await;
     assert!(!f.store.health().await.schema_ok());

@@ -7,6 +7,7 @@
 //! limit; `/health` skips all but the headers.
 
 pub mod guard;
+pub mod ledger;
 pub mod output;
 pub mod params;
 pub mod policy;

@@ -12,9 +12,10 @@
 //! The relay outlives the service: when the service restarts (an upgrade, `systemctl restart`,
 //! the watchdog) the next request finds its session unknown; the relay then opens a new one
 //! with the client's own `initialize` and sends the request again, which the service had not
-//! run. A request that could not reach the service at all is sent again too; one whose
-//! connection broke after it was sent is sent again only when it changes nothing (an acting
-//! tool may have gone out, so the client is told so instead).
+//! run. A request that could not reach the service at all is sent again too, and so, once, is
+//! one whose connection broke before its answer came: every acting call goes out with a request
+//! key in its `_meta`, and the service's ledger ([`super::ledger`]) answers a key it has seen
+//! with the first call's outcome instead of acting twice.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
@@ -117,6 +118,41 @@ enum Delivery {
     NotSent,
     /// The connection broke after the request went out.
     Unknown,
+}
+
+/// How one exchange with the service ended.
+#[derive(Debug)]
+enum Exchange {
+    /// The answer (or an error standing for it) went to the client.
+    Done,
+    /// The connection broke after the message may have reached the service, before its answer.
+    Cut(String),
+}
+
+/// True when a call names itself with a request key (see [`super::ledger`]).
+fn has_request_key(message: &Value) -> bool {
+    message
+        .pointer("/params/_meta")
+        .and_then(|meta| meta.get(super::ledger::REQUEST_KEY))
+        .is_some_and(|key| !key.is_null())
+}
+
+/// The acting call `message` with a fresh request key in its `_meta`, or `None` when it is not
+/// an acting call or already has a key.
+fn with_request_key(message: &Value) -> Option<Value> {
+    if !is_acting_call(message) || has_request_key(message) {
+        return None;
+    }
+    let mut keyed = message.clone();
+    let params = keyed.get_mut("params")?.as_object_mut()?;
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !meta.is_object() {
+        return None;
+    }
+    meta[super::ledger::REQUEST_KEY] = Value::String(uuid::Uuid::new_v4().to_string());
+    Some(keyed)
 }
 
 /// True for a `tools/call` of a tool that changes something on WhatsApp.
@@ -389,9 +425,49 @@ impl Relay {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .initialize = message.get("params").cloned();
         }
+        // An acting call goes out with a request key, so that sending it again after a broken
+        // connection gets the first answer instead of acting twice.
+        let keyed = with_request_key(message);
+        let (line, message) = match &keyed {
+            Some(keyed) => (keyed.to_string(), keyed),
+            None => (line.to_owned(), message),
+        };
+        let repeatable = !is_acting_call(message) || has_request_key(message);
+        let mut resent = false;
+        loop {
+            match self.exchange(&line, message, is_initialize) {
+                Exchange::Done => return,
+                Exchange::Cut(why) if repeatable && !resent => {
+                    tracing::info!(problem = %why, "the connection to the service broke; sending the request again");
+                    resent = true;
+                }
+                Exchange::Cut(why) => {
+                    let text = if is_acting_call(message) {
+                        format!(
+                            "the connection to the whatsapp-mcp service at {} broke while this \
+                             was being done ({why}); it may have been sent: check with \
+                             list_messages before trying again",
+                            self.url
+                        )
+                    } else {
+                        format!(
+                            "the connection to the whatsapp-mcp service at {} broke while this \
+                             was being answered ({why})",
+                            self.url
+                        )
+                    };
+                    self.fail(message, &text);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one message and relays its answer. [`Exchange::Cut`] when the connection broke
+    /// after the message may have reached the service and before its answer came back.
+    fn exchange(&self, line: &str, message: &Value, is_initialize: bool) -> Exchange {
         let started = std::time::Instant::now();
         let mut renewed = false;
-        let mut resent = false;
         let (session_id, response) = loop {
             let (session_id, protocol_version) = self.session();
             match self.post(line, session_id.as_deref(), protocol_version.as_deref()) {
@@ -407,20 +483,8 @@ impl Relay {
                     Delivery::NotSent if started.elapsed() < REFUSED_GRACE => {
                         std::thread::sleep(REFUSED_PAUSE);
                     }
-                    Delivery::Unknown if !resent && !is_acting_call(message) => resent = true,
-                    Delivery::Unknown if is_acting_call(message) => {
-                        self.fail(
-                            message,
-                            &format!(
-                                "the connection to the whatsapp-mcp service at {} broke while \
-                                 this was being done ({err}); it may have been sent: check with \
-                                 list_messages before trying again",
-                                self.url
-                            ),
-                        );
-                        return;
-                    }
-                    _ => {
+                    Delivery::Unknown => return Exchange::Cut(err.to_string()),
+                    Delivery::NotSent => {
                         self.fail(
                             message,
                             &format!(
@@ -428,7 +492,7 @@ impl Relay {
                                 self.url
                             ),
                         );
-                        return;
+                        return Exchange::Done;
                     }
                 },
             }
@@ -457,7 +521,7 @@ impl Relay {
                 "the whatsapp-mcp service restarted and would not open a new session for this \
                  client: restart the MCP server in your client",
             );
-            return;
+            return Exchange::Done;
         }
         if !status.is_success() {
             let text = body.read_to_string().unwrap_or_default();
@@ -474,17 +538,41 @@ impl Relay {
                 message,
                 &format!("the service answered HTTP {status}: {detail}"),
             );
-            return;
+            return Exchange::Done;
         }
+        // A request is answered when its response has come; a notification or a response of
+        // the client's own needs nothing back.
+        let awaited = message
+            .get("method")
+            .and(message.get("id"))
+            .filter(|id| !id.is_null());
+        let mut answered = awaited.is_none();
+        let mut relay = |data: &str| {
+            self.note_version(data);
+            if let Some(id) = awaited
+                && let Ok(sent) = serde_json::from_str::<Value>(data)
+                && sent.get("method").is_none()
+                && sent.get("id") == Some(id)
+            {
+                answered = true;
+            }
+            self.emit_raw(data);
+        };
+        let mut broken = None;
         if content_type.starts_with("text/event-stream") {
             let reader = BufReader::new(body.into_reader());
             let mut data = String::new();
             for line in reader.lines() {
-                let Ok(line) = line else { break };
+                let line = match line {
+                    Ok(line) => line,
+                    Err(err) => {
+                        broken = Some(err.to_string());
+                        break;
+                    }
+                };
                 if line.is_empty() {
                     if !data.is_empty() {
-                        self.note_version(&data);
-                        self.emit_raw(&data);
+                        relay(&data);
                         data.clear();
                     }
                     continue;
@@ -497,20 +585,18 @@ impl Relay {
                 }
             }
             if !data.is_empty() {
-                self.note_version(&data);
-                self.emit_raw(&data);
+                relay(&data);
             }
         } else if content_type.starts_with("application/json") {
             match body.read_to_string() {
-                Ok(text) => {
-                    self.note_version(&text);
-                    self.emit_raw(&text);
-                }
-                Err(err) => self.fail(
-                    message,
-                    &format!("reading the service's answer failed: {err}"),
-                ),
+                Ok(text) => relay(&text),
+                Err(err) => broken = Some(err.to_string()),
             }
+        }
+        if answered {
+            Exchange::Done
+        } else {
+            Exchange::Cut(broken.unwrap_or_else(|| "the answer stream ended early".to_owned()))
         }
     }
 

@@ -1049,7 +1049,8 @@ impl ServerHandler for WhatsAppTools {
     /// client's `notifications/cancelled` or because its session ended (DELETE, the SSE stream
     /// closed, idle expiry): nobody is left to read the answer, and a search over a large archive
     /// should not hold a reader for nobody. Tools that send or change something always run to
-    /// the end, so a message that went out is also in the archive.
+    /// the end, so a message that went out is also in the archive. An acting call that names
+    /// itself with a request key runs at most once per key ([`super::ledger`]).
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -1063,9 +1064,27 @@ impl ServerHandler for WhatsAppTools {
             .and_then(|annotations| annotations.read_only_hint)
             .unwrap_or(false);
         let cancelled = context.ct.clone();
+        let key = if WRITE_TOOLS.contains(&request.name.as_ref()) {
+            // rmcp moves the params' `_meta` into the context; look in both.
+            match super::ledger::request_key(&context.meta)? {
+                Some(key) => Some(key),
+                None => request
+                    .meta
+                    .as_ref()
+                    .map(super::ledger::request_key)
+                    .transpose()?
+                    .flatten(),
+            }
+        } else {
+            None
+        };
+        let tool = request.name.to_string();
         let call = self
             .tool_router
             .call(ToolCallContext::new(self, request, context));
+        if let Some(key) = key {
+            return super::ledger::once(self.ctx.store.as_ref(), key, &tool, call).await;
+        }
         if !read_only {
             return call.await;
         }

@@ -184,6 +184,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError>;
 
+    /// Claims `key` for one call of the acting tool `tool`, at `now` (Unix seconds), in one
+    /// statement, so two calls with one key cannot both act; claims older than
+    /// [`model::CLAIM_RETENTION_SECS`] are forgotten on the way.
+    async fn claim_request(
+        &self,
+        key: String,
+        tool: String,
+        now: i64,
+    ) -> Result<model::Claim, StoreError>;
+
+    /// Records the answer of the call that claimed `key`.
+    async fn finish_request(&self, key: String, outcome: String) -> Result<(), StoreError>;
+
+    /// Gives `key` up: its call did nothing, and may be made again.
+    async fn release_request(&self, key: String) -> Result<(), StoreError>;
+
     // --- reads ---------------------------------------------------------------------------------
 
     async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError>;

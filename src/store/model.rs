@@ -320,3 +320,20 @@ pub struct Participant {
     /// `member`, `admin` or `superadmin`.
     pub role: String,
 }
+
+/// What the ledger of acting calls holds for a request key (see [`super::Store::claim_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No call had the key: this one has it now, and acts.
+    New,
+    /// A call of `tool` had the key first, at `started_at` (Unix seconds); `outcome` is its
+    /// answer, `None` while it runs or if it was cut off before its answer was recorded.
+    Taken {
+        tool: String,
+        started_at: i64,
+        outcome: Option<String>,
+    },
+}
+
+/// How long the ledger remembers a request key: far longer than any client retries.
+pub const CLAIM_RETENTION_SECS: i64 = 7 * 24 * 3600;

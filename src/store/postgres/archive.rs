@@ -11,8 +11,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
-    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
-    Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
+    CLAIM_RETENTION_SECS, Chat, ChatQuery, ChatSort, ChatUpdate, Claim, Contact, ContactUpdate,
+    Delivery, MAX_PAGE_SIZE, Media, Message, MessageContext, MessageQuery, Neighbours, NewMessage,
+    Page, Participant, Reaction,
 };
 use crate::store::{CountChange, search};
 
@@ -616,7 +617,8 @@ pub(super) async fn set_participants(
 
 pub(super) async fn clear_archive(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(
-        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state;
+        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state,
+                  tool_requests;
          UPDATE archive_counts SET messages = 0, chats = 0, contacts = 0",
     )
     .await
@@ -642,6 +644,63 @@ pub(super) async fn set_sync_state(db: &impl GenericClient, key: &str, value: &s
         "INSERT INTO sync_state (key, value) VALUES ($1, $2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         &[&key, &value],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`crate::store::Store::claim_request`].
+pub(super) async fn claim_request(
+    db: &impl GenericClient,
+    key: &str,
+    tool: &str,
+    now: i64,
+) -> Result<Claim> {
+    db.execute(
+        "DELETE FROM tool_requests WHERE started_at < $1",
+        &[&(now - CLAIM_RETENTION_SECS)],
+    )
+    .await?;
+    let claimed = db
+        .execute(
+            "INSERT INTO tool_requests (request_key, tool, started_at) VALUES ($1, $2, $3)
+             ON CONFLICT (request_key) DO NOTHING",
+            &[&key, &tool, &now],
+        )
+        .await?;
+    if claimed == 1 {
+        return Ok(Claim::New);
+    }
+    let row = db
+        .query_one(
+            "SELECT tool, started_at, outcome FROM tool_requests WHERE request_key = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(Claim::Taken {
+        tool: row.get(0),
+        started_at: row.get(1),
+        outcome: row.get(2),
+    })
+}
+
+pub(super) async fn finish_request(
+    db: &impl GenericClient,
+    key: &str,
+    outcome: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE tool_requests SET outcome = $2 WHERE request_key = $1",
+        &[&key, &outcome],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn release_request(db: &impl GenericClient, key: &str) -> Result<()> {
+    db.execute(
+        "DELETE FROM tool_requests WHERE request_key = $1 AND outcome IS NULL",
+        &[&key],
     )
     .await?;
     Ok(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 
 use super::model::{
-    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
+    Chat, ChatQuery, ChatUpdate, Claim, Contact, ContactUpdate, Delivery, Message, MessageContext,
     MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 use super::pg;
@@ -39,6 +39,7 @@ const REQUIRED_TABLES: &[&str] = &[
     "messages",
     "reactions",
     "sync_state",
+    "tool_requests",
 ];
 
 /// An open PostgreSQL archive.
@@ -453,6 +454,23 @@ impl Store for PostgresStore {
 
     async fn set_sync_state(&self, key: String, value: String) -> Result<(), StoreError> {
         write_tx!(self, |tx| archive::set_sync_state(tx, &key, &value))
+    }
+
+    async fn claim_request(
+        &self,
+        key: String,
+        tool: String,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        write_tx!(self, |tx| archive::claim_request(tx, &key, &tool, now))
+    }
+
+    async fn finish_request(&self, key: String, outcome: String) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::finish_request(tx, &key, &outcome))
+    }
+
+    async fn release_request(&self, key: String) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::release_request(tx, &key))
     }
 
     async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError> {

@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
-    Chat, ChatQuery, ChatSort, ChatUpdate, Contact, ContactUpdate, Delivery, MAX_PAGE_SIZE, Media,
-    Message, MessageContext, MessageQuery, Neighbours, NewMessage, Page, Participant, Reaction,
+    CLAIM_RETENTION_SECS, Chat, ChatQuery, ChatSort, ChatUpdate, Claim, Contact, ContactUpdate,
+    Delivery, MAX_PAGE_SIZE, Media, Message, MessageContext, MessageQuery, Neighbours, NewMessage,
+    Page, Participant, Reaction,
 };
 use crate::store::{CountChange, search};
 
@@ -481,6 +482,7 @@ pub(super) fn clear_archive(conn: &Connection) -> rusqlite::Result<()> {
          DELETE FROM chats;
          DELETE FROM contacts;
          DELETE FROM sync_state;
+         DELETE FROM tool_requests;
          UPDATE archive_counts SET messages = 0, chats = 0, contacts = 0;",
     )
 }
@@ -515,6 +517,48 @@ pub(super) fn set_sync_state(conn: &Connection, key: &str, value: &str) -> rusql
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![key, value],
     )?;
+    Ok(())
+}
+
+/// See [`crate::store::Store::claim_request`].
+pub(super) fn claim_request(
+    conn: &Connection,
+    key: &str,
+    tool: &str,
+    now: i64,
+) -> rusqlite::Result<Claim> {
+    conn.prepare_cached("DELETE FROM tool_requests WHERE started_at < ?1")?
+        .execute([now - CLAIM_RETENTION_SECS])?;
+    let claimed = conn
+        .prepare_cached(
+            "INSERT INTO tool_requests (request_key, tool, started_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (request_key) DO NOTHING",
+        )?
+        .execute(params![key, tool, now])?;
+    if claimed == 1 {
+        return Ok(Claim::New);
+    }
+    conn.prepare_cached(
+        "SELECT tool, started_at, outcome FROM tool_requests WHERE request_key = ?1",
+    )?
+    .query_row([key], |row| {
+        Ok(Claim::Taken {
+            tool: row.get(0)?,
+            started_at: row.get(1)?,
+            outcome: row.get(2)?,
+        })
+    })
+}
+
+pub(super) fn finish_request(conn: &Connection, key: &str, outcome: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE tool_requests SET outcome = ?2 WHERE request_key = ?1")?
+        .execute([key, outcome])?;
+    Ok(())
+}
+
+pub(super) fn release_request(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM tool_requests WHERE request_key = ?1 AND outcome IS NULL")?
+        .execute([key])?;
     Ok(())
 }
 

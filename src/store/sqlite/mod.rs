@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::model::{
-    Chat, ChatQuery, ChatUpdate, Contact, ContactUpdate, Delivery, Message, MessageContext,
+    Chat, ChatQuery, ChatUpdate, Claim, Contact, ContactUpdate, Delivery, Message, MessageContext,
     MessageQuery, Neighbours, NewMessage, Page, Participant,
 };
 use super::{
@@ -40,6 +40,7 @@ const REQUIRED_TABLES: &[&str] = &[
     "messages",
     "reactions",
     "sync_state",
+    "tool_requests",
 ];
 
 /// An open SQLite archive. Calls run on tokio's blocking pool.
@@ -602,6 +603,26 @@ impl Store for SqliteStore {
 
     async fn sync_state(&self, key: String) -> Result<Option<String>, StoreError> {
         self.read(move |conn| archive::sync_state(conn, &key)).await
+    }
+
+    async fn claim_request(
+        &self,
+        key: String,
+        tool: String,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        self.write(move |conn| archive::claim_request(conn, &key, &tool, now))
+            .await
+    }
+
+    async fn finish_request(&self, key: String, outcome: String) -> Result<(), StoreError> {
+        self.write(move |conn| archive::finish_request(conn, &key, &outcome))
+            .await
+    }
+
+    async fn release_request(&self, key: String) -> Result<(), StoreError> {
+        self.write(move |conn| archive::release_request(conn, &key))
+            .await
     }
 
     async fn list_chats(&self, query: ChatQuery) -> Result<Vec<Chat>, StoreError> {
