@@ -133,6 +133,51 @@ pub const SETTINGS: &[Setting] = &[
               main token (auth.token_file) grants both, and only it opens a browser login.",
     },
     Setting {
+        key: "oauth.enabled",
+        env: &["OAUTH_ENABLED"],
+        kind: "boolean",
+        default: "true when oauth.issuer is set",
+        doc: "Accept OAuth 2.1 access tokens (JWTs) from an authorization server besides the \
+              static tokens. Enabled without an issuer, the issuer is Google and the tokens are \
+              Google ID tokens, as in the system this one replaces (OAUTH_ENABLED=true).",
+    },
+    Setting {
+        key: "oauth.issuer",
+        env: &["WHATSAPP_MCP_OAUTH_ISSUER"],
+        kind: "https:// URL (http:// on loopback)",
+        default: "https://accounts.google.com when oauth.enabled",
+        doc: "The authorization server: its metadata (/.well-known/openid-configuration or \
+              /.well-known/oauth-authorization-server) names its signing keys, fetched when a \
+              token first needs them and again when a token names an unknown key. Tokens must \
+              carry it as iss; /.well-known/oauth-protected-resource names it to clients.",
+    },
+    Setting {
+        key: "oauth.audience",
+        env: &["GOOGLE_CLIENT_ID", "WHATSAPP_MCP_OAUTH_AUDIENCE"],
+        kind: "string",
+        default: "none (required with OAuth)",
+        doc: "What tokens must carry as aud: this server's resource identifier, or for Google \
+              ID tokens the OAuth client id they were issued to.",
+    },
+    Setting {
+        key: "oauth.resource",
+        env: &["WHATSAPP_MCP_OAUTH_RESOURCE"],
+        kind: "http:// or https:// URL",
+        default: "the scheme and Host of each request",
+        doc: "The public URL of this server (say https://mcp.example.com behind a proxy), \
+              used in the protected resource metadata and in the resource_metadata of 401 \
+              answers.",
+    },
+    Setting {
+        key: "oauth.accounts",
+        env: &[],
+        kind: "table: e-mail address = list of scopes",
+        default: "none (scopes come from the token's scope claim)",
+        doc: "When not empty, access goes by the token's verified email claim instead of its \
+              scopes: each listed account gets its scopes, every other account is refused. \
+              Required for Google, whose ID tokens carry no scopes.",
+    },
+    Setting {
         key: "storage.database_url",
         env: &["DATABASE_URL"],
         kind: "sqlite:///PATH or postgres://USER@HOST/DB",
@@ -415,6 +460,8 @@ pub struct Config {
     pub token_source: Option<String>,
     /// The named tokens of `[auth.tokens.NAME]`, each with its scopes.
     pub tokens: Vec<NamedToken>,
+    /// OAuth access tokens, when `[oauth]` turns them on.
+    pub oauth: Option<OAuthSettings>,
     pub database_url: DatabaseUrl,
     pub session_database_url: DatabaseUrl,
     pub data_dir: PathBuf,
@@ -435,6 +482,8 @@ struct FileConfig {
     engine: EngineSection,
     #[serde(default)]
     auth: AuthSection,
+    #[serde(default)]
+    oauth: OAuthSection,
     #[serde(default)]
     storage: StorageSection,
     #[serde(default)]
@@ -607,6 +656,165 @@ pub struct NamedToken {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct OAuthSection {
+    enabled: Option<bool>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    resource: Option<String>,
+    #[serde(default)]
+    accounts: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Google's issuer, the one `OAUTH_ENABLED=true` alone selects.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// Access tokens from an OAuth 2.1 authorization server (`[oauth]`), checked by
+/// `access::oauth`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// The issuer as configured; tokens carry it as `iss`.
+    pub issuer: String,
+    /// Other spellings of the issuer a token may carry: Google writes `accounts.google.com`
+    /// in some of its ID tokens.
+    pub issuer_aliases: Vec<String>,
+    /// What tokens must carry as `aud`.
+    pub audience: String,
+    /// This server's public URL, when configured.
+    pub resource: Option<String>,
+    /// E-mail address (lower case) to scopes; when not empty, the only accounts let in.
+    pub accounts: std::collections::BTreeMap<String, Vec<Scope>>,
+}
+
+impl OAuthSettings {
+    fn resolve(section: OAuthSection, env: EnvLookup<'_>) -> Result<Option<Self>, ConfigError> {
+        let enabled = match env("OAUTH_ENABLED") {
+            Some(raw) => Some(parse_bool("OAUTH_ENABLED", &raw)?),
+            None => section.enabled,
+        };
+        let (issuer_key, issuer) = match env("WHATSAPP_MCP_OAUTH_ISSUER") {
+            Some(raw) => ("WHATSAPP_MCP_OAUTH_ISSUER", Some(raw)),
+            None => ("oauth.issuer", section.issuer),
+        };
+        let audience = ["GOOGLE_CLIENT_ID", "WHATSAPP_MCP_OAUTH_AUDIENCE"]
+            .into_iter()
+            .filter_map(|key| env(key).map(|value| (key, value)))
+            .next_back()
+            .or_else(|| section.audience.map(|value| ("oauth.audience", value)));
+        let resource = match env("WHATSAPP_MCP_OAUTH_RESOURCE") {
+            Some(raw) => Some(("WHATSAPP_MCP_OAUTH_RESOURCE", raw)),
+            None => section.resource.map(|raw| ("oauth.resource", raw)),
+        };
+        if !enabled.unwrap_or(issuer.is_some()) {
+            return Ok(None);
+        }
+        let issuer = issuer.map_or_else(|| GOOGLE_ISSUER.to_owned(), |raw| raw.trim().to_owned());
+        validate_oauth_url(issuer_key, &issuer, false)?;
+        let Some((audience_key, audience)) = audience else {
+            return Err(ConfigError::invalid(
+                "oauth.audience",
+                "OAuth needs the audience tokens are issued for (WHATSAPP_MCP_OAUTH_AUDIENCE; \
+                 for Google the OAuth client id, GOOGLE_CLIENT_ID)",
+            ));
+        };
+        let audience = audience.trim().to_owned();
+        if audience.is_empty() || audience.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                audience_key,
+                "the audience is empty or not printable",
+            ));
+        }
+        let resource = match resource {
+            Some((key, raw)) => {
+                let raw = raw.trim().trim_end_matches('/').to_owned();
+                validate_oauth_url(key, &raw, true)?;
+                Some(raw)
+            }
+            None => None,
+        };
+        let mut accounts = std::collections::BTreeMap::new();
+        for (account, scopes) in section.accounts {
+            let key = format!("oauth.accounts.{account}");
+            let account = account.trim().to_lowercase();
+            let plain = account.len() <= 254
+                && account.split_once('@').is_some_and(|(user, domain)| {
+                    !user.is_empty() && domain.contains('.') && !domain.contains('@')
+                })
+                && !account.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !plain {
+                return Err(ConfigError::invalid(&key, "not an e-mail address"));
+            }
+            let mut scopes = scopes
+                .iter()
+                .map(|raw| Scope::parse(&key, raw))
+                .collect::<Result<Vec<_>, _>>()?;
+            scopes.sort();
+            scopes.dedup();
+            if scopes.is_empty() {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "an account needs at least one scope: \"whatsapp:read\", \"whatsapp:send\"",
+                ));
+            }
+            if accounts.insert(account, scopes).is_some() {
+                return Err(ConfigError::invalid(&key, "this account is listed twice"));
+            }
+        }
+        let issuer_aliases = if issuer == GOOGLE_ISSUER {
+            if accounts.is_empty() {
+                return Err(ConfigError::invalid(
+                    "oauth.accounts",
+                    "Google ID tokens carry no scopes: list the accounts to let in, each with \
+                     its scopes, under [oauth.accounts]",
+                ));
+            }
+            vec!["accounts.google.com".to_owned()]
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Self {
+            issuer,
+            issuer_aliases,
+            audience,
+            resource,
+            accounts,
+        }))
+    }
+}
+
+/// An issuer or resource URL: `https://`, or `http://` to a loopback host (a test or a local
+/// authorization server); no credentials, query or fragment. A resource may have a path.
+fn validate_oauth_url(key: &str, url: &str, resource: bool) -> Result<(), ConfigError> {
+    let invalid = |message: &str| Err(ConfigError::invalid(key, format!("{url:?}: {message}")));
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme == "https" || scheme == "http" => (scheme, rest),
+        _ => return invalid("expected an https:// URL"),
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    if authority.is_empty()
+        || url.contains(['?', '#', '@'])
+        || url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+    {
+        return invalid("expected scheme://host[:port][/path] without user, query or fragment");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(host, _)| host),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(is_loopback);
+    if scheme == "http" && !loopback && !resource {
+        return invalid(
+            "an authorization server is reached over https:// (http:// only on loopback)",
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StorageSection {
     database_url: Option<String>,
     session_database_url: Option<String>,
@@ -735,6 +943,7 @@ impl Config {
         };
         let (token, token_source) = resolve_token(&file.auth, env)?;
         let tokens = named_tokens(&file.auth, token.as_ref())?;
+        let oauth = OAuthSettings::resolve(file.oauth, env)?;
 
         let data_dir = env("WHATSAPP_MCP_DATA_DIR")
             .map(PathBuf::from)
@@ -804,6 +1013,7 @@ impl Config {
             token,
             token_source,
             tokens,
+            oauth,
             database_url,
             session_database_url,
             data_dir,
@@ -814,17 +1024,23 @@ impl Config {
         })
     }
 
+    /// True when some credential guards the TCP ports: a token, or OAuth.
+    pub fn has_credentials(&self) -> bool {
+        self.token.is_some() || !self.tokens.is_empty() || self.oauth.is_some()
+    }
+
     /// Refuses an address that other machines can reach unless a token guards it.
     ///
     /// Called with the configured addresses by `check-config` and with the addresses of the
     /// sockets actually held (which systemd may have chosen) by `serve`.
     pub fn check_exposure(&self, name: &str, addr: SocketAddr) -> Result<(), ConfigError> {
-        if self.token.is_none() && self.tokens.is_empty() && !is_loopback(addr.ip()) {
+        if !self.has_credentials() && !is_loopback(addr.ip()) {
             return Err(ConfigError::invalid(
                 name,
                 format!(
                     "{addr} is reachable from other machines but no bearer token is configured; \
-                     set [auth] token_file (or WHATSAPP_MCP_TOKEN_FILE) or listen on 127.0.0.1"
+                     set [auth] token_file (or WHATSAPP_MCP_TOKEN_FILE), or [oauth], or listen \
+                     on 127.0.0.1"
                 ),
             ));
         }
@@ -869,6 +1085,18 @@ impl Config {
                     })
                     .collect(),
             },
+            oauth: self.oauth.as_ref().map(|oauth| RedactedOAuth {
+                issuer: oauth.issuer.clone(),
+                audience: oauth.audience.clone(),
+                resource: oauth.resource.clone().unwrap_or_default(),
+                accounts: oauth
+                    .accounts
+                    .iter()
+                    .map(|(account, scopes)| {
+                        (account.clone(), scopes.iter().map(|s| s.as_str()).collect())
+                    })
+                    .collect(),
+            }),
             storage: RedactedStorage {
                 database_url: self.database_url.redacted(),
                 session_database_url: self.session_database_url.redacted(),
@@ -893,6 +1121,8 @@ struct RedactedView {
     mcp: RedactedMcp,
     engine: RedactedEngine,
     auth: RedactedAuth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oauth: Option<RedactedOAuth>,
     storage: RedactedStorage,
     paths: RedactedPaths,
     log: RedactedLog,
@@ -925,6 +1155,14 @@ struct RedactedAuth {
     token_source: String,
     /// Each named token's scopes; the tokens themselves are never shown.
     tokens: std::collections::BTreeMap<String, Vec<&'static str>>,
+}
+
+#[derive(Serialize)]
+struct RedactedOAuth {
+    issuer: String,
+    audience: String,
+    resource: String,
+    accounts: std::collections::BTreeMap<String, Vec<&'static str>>,
 }
 
 #[derive(Serialize)]
@@ -1248,6 +1486,137 @@ mod tests {
 
     fn load(text: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/test/config.toml"), &env_of(pairs))
+    }
+
+    #[test]
+    fn oauth_enabled_alone_is_the_google_form_and_needs_a_client_id_and_accounts() {
+        let err = load("", &[("OAUTH_ENABLED", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("oauth.audience") && err.contains("GOOGLE_CLIENT_ID"),
+            "{err}"
+        );
+        let err = load(
+            "",
+            &[("OAUTH_ENABLED", "true"), ("GOOGLE_CLIENT_ID", "id-1")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("oauth.accounts"), "{err}");
+        let config = load(
+            "[oauth.accounts]\n\"Me@Example.org\" = [\"whatsapp:read\", \"whatsapp:read\"]\n",
+            &[("OAUTH_ENABLED", "yes"), ("GOOGLE_CLIENT_ID", "id-1")],
+        )
+        .unwrap();
+        let oauth = config.oauth.clone().unwrap();
+        assert_eq!(oauth.issuer, GOOGLE_ISSUER);
+        assert_eq!(oauth.issuer_aliases, ["accounts.google.com"]);
+        assert_eq!(oauth.audience, "id-1");
+        assert_eq!(oauth.accounts["me@example.org"], [Scope::Read]);
+        // OAuth is a credential: it may guard a port other machines reach.
+        assert!(
+            config
+                .check_exposure("mcp", "0.0.0.0:3000".parse().unwrap())
+                .is_ok()
+        );
+        let shown = config.to_redacted_toml();
+        assert!(
+            shown.contains("[oauth]") && shown.contains("me@example.org"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_issuer_turns_oauth_on_unless_it_is_turned_off() {
+        let file =
+            "[oauth]\nissuer = \"https://login.example.com/realms/home\"\naudience = \"a\"\n";
+        let config = load(file, &[]).unwrap();
+        let oauth = config.oauth.unwrap();
+        assert_eq!(oauth.issuer, "https://login.example.com/realms/home");
+        assert!(oauth.issuer_aliases.is_empty() && oauth.accounts.is_empty());
+        assert!(
+            load(file, &[("OAUTH_ENABLED", "false")])
+                .unwrap()
+                .oauth
+                .is_none()
+        );
+        assert!(load("", &[]).unwrap().oauth.is_none());
+        // The variable wins over the file, and the last audience variable over the first.
+        let config = load(
+            file,
+            &[
+                ("WHATSAPP_MCP_OAUTH_ISSUER", "http://127.0.0.1:9000"),
+                ("GOOGLE_CLIENT_ID", "g"),
+                ("WHATSAPP_MCP_OAUTH_AUDIENCE", "w"),
+                ("WHATSAPP_MCP_OAUTH_RESOURCE", "https://mcp.example.com/"),
+            ],
+        )
+        .unwrap();
+        let oauth = config.oauth.unwrap();
+        assert_eq!(oauth.issuer, "http://127.0.0.1:9000");
+        assert_eq!(oauth.audience, "w");
+        assert_eq!(oauth.resource.as_deref(), Some("https://mcp.example.com"));
+    }
+
+    #[test]
+    fn oauth_settings_that_cannot_be_safe_are_refused_with_their_key() {
+        for (text, env, key) in [
+            (
+                "[oauth]\nissuer = \"http://login.example.com\"\naudience = \"a\"\n",
+                vec![],
+                "oauth.issuer",
+            ),
+            (
+                "",
+                vec![
+                    (
+                        "WHATSAPP_MCP_OAUTH_ISSUER",
+                        "https://user:pw@login.example.com",
+                    ),
+                    ("WHATSAPP_MCP_OAUTH_AUDIENCE", "a"),
+                ],
+                "WHATSAPP_MCP_OAUTH_ISSUER",
+            ),
+            (
+                "[oauth]\nissuer = \"ftp://x\"\naudience = \"a\"\n",
+                vec![],
+                "oauth.issuer",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\naudience = \"a\"\nresource = \"https://m.example/?q\"\n",
+                vec![],
+                "oauth.resource",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\naudience = \"a\"\n[oauth.accounts]\n\"not-an-address\" = [\"whatsapp:read\"]\n",
+                vec![],
+                "oauth.accounts.not-an-address",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\naudience = \"a\"\n[oauth.accounts]\n\"a@b.example\" = []\n",
+                vec![],
+                "oauth.accounts.a@b.example",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\naudience = \"a\"\n[oauth.accounts]\n\"a@b.example\" = [\"whatsapp:all\"]\n",
+                vec![],
+                "oauth.accounts.a@b.example",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\naudience = \"a\"\n[oauth.accounts]\n\"a@b.example\" = [\"whatsapp:read\"]\n\"A@b.example\" = [\"whatsapp:send\"]\n",
+                vec![],
+                "listed twice",
+            ),
+            (
+                "[oauth]\nissuer = \"https://x.example\"\nscope = \"a\"\n",
+                vec![],
+                "scope",
+            ),
+        ] {
+            let err = load(text, &env).map(drop).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

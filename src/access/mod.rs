@@ -17,9 +17,15 @@
 //!   routes and tools that act need `whatsapp:send` ([`require_scope`]; the MCP endpoints
 //!   check each JSON-RPC call in `mcp::guard`); without it the answer is 403
 //!   `insufficient_scope`.
+//! - With `[oauth]`, a bearer that is none of the static tokens is checked as an OAuth access
+//!   token ([`OAuthVerifier`]: the issuer's keys, `iss`, `aud`, `exp`, `nbf`); its scopes, or
+//!   its account's in `[oauth.accounts]`, are its grant. 401 answers then name the protected
+//!   resource metadata, served on both ports without a token ([`metadata_routes`]).
 
 mod browser;
+mod oauth;
 mod origin;
+mod resource;
 mod scope;
 mod token;
 
@@ -30,7 +36,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 pub use browser::{BrowserSessions, LOGIN_COOKIE, landing as browser_landing};
+pub use oauth::{OAuthError, OAuthVerifier};
 pub use origin::{OriginGuard, cross_site};
+pub use resource::{METADATA_PATH, metadata_routes};
 pub use scope::{Grant, insufficient_scope_challenge, insufficient_scope_message, require_scope};
 pub use token::{AccessPolicy, require_token};
 

@@ -68,12 +68,33 @@ impl OriginGuard {
         self.inner.listen_hosts.contains(&name)
     }
 
+    /// [`OriginGuard::check`] for a request that [`super::require_token`] has let in: one a
+    /// bearer credential admitted (an OAuth access token included) may name any `Host`.
+    pub fn check_request<B>(
+        &self,
+        request: &axum::http::Request<B>,
+    ) -> Result<(), (StatusCode, String)> {
+        let bearer = request
+            .extensions()
+            .get::<super::token::BearerAdmitted>()
+            .is_some();
+        self.check_trusting(request.headers(), bearer)
+    }
+
     /// Checks `Host` and `Origin`; `Err` carries the refusal to send.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        self.check_trusting(headers, false)
+    }
+
+    fn check_trusting(
+        &self,
+        headers: &HeaderMap,
+        bearer: bool,
+    ) -> Result<(), (StatusCode, String)> {
         let host = headers
             .get(header::HOST)
             .and_then(|value| value.to_str().ok());
-        let trusted = self.has_token(headers);
+        let trusted = bearer || self.has_token(headers);
         if let Some(host) = host
             && !trusted
             && !self.host_allowed(host)

@@ -7,15 +7,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::oauth::{OAuthError, OAuthVerifier, looks_like_jwt};
 use super::{BrowserSessions, Grant, Peer, bearer, same_secret};
 use crate::config::{Config, NamedToken, Secret, is_loopback};
 
-/// The bearer tokens a server accepts: the main one, which grants every scope, and the named
-/// ones of `[auth.tokens.NAME]`, each with its own scopes.
+/// The bearer tokens a server accepts: the main one, which grants every scope, the named ones
+/// of `[auth.tokens.NAME]`, each with its own scopes, and OAuth access tokens when `[oauth]`
+/// is configured.
 #[derive(Debug, Default)]
 pub(super) struct Credentials {
     main: Option<Secret>,
     named: Vec<NamedToken>,
+    oauth: Option<OAuthVerifier>,
 }
 
 impl Credentials {
@@ -23,11 +26,12 @@ impl Credentials {
         Self {
             main: config.token.clone(),
             named: config.tokens.clone(),
+            oauth: config.oauth.clone().map(OAuthVerifier::new),
         }
     }
 
     fn any(&self) -> bool {
-        self.main.is_some() || !self.named.is_empty()
+        self.main.is_some() || !self.named.is_empty() || self.oauth.is_some()
     }
 
     /// What `presented` grants, if it is one of the tokens. Every token is compared (each in
@@ -49,6 +53,11 @@ impl Credentials {
     }
 }
 
+/// Set on a request that a bearer credential (a static token or an OAuth access token) let
+/// in, so the Host rule of [`super::OriginGuard`] knows a remote client is asking.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BearerAdmitted;
+
 /// The access rule of one router (see the module documentation of [`crate::access`]).
 #[derive(Clone, Debug)]
 pub struct AccessPolicy {
@@ -60,10 +69,21 @@ pub struct AccessPolicy {
 /// What the policy decided about one request.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    /// Let in, with these scopes.
-    Admit(Grant),
-    /// No credential, or the wrong one.
+    /// Let in, with these scopes; `bearer` when a bearer credential did it.
+    Admit { grant: Grant, bearer: bool },
+    /// No credential, or an unknown one.
     Refuse,
+    /// An OAuth access token that was not accepted, and why.
+    RefuseToken(OAuthError),
+}
+
+impl Verdict {
+    fn admit(grant: Grant) -> Self {
+        Self::Admit {
+            grant,
+            bearer: false,
+        }
+    }
 }
 
 impl AccessPolicy {
@@ -73,6 +93,7 @@ impl AccessPolicy {
             credentials: Arc::new(Credentials {
                 main: token,
                 named: Vec::new(),
+                oauth: None,
             }),
             browser: None,
         }
@@ -111,21 +132,52 @@ impl AccessPolicy {
         self.credentials.any()
     }
 
-    fn judge(&self, peer: Option<Peer>, headers: &HeaderMap) -> Verdict {
-        let grant = match peer {
-            Some(Peer::Local { .. }) => Some(Grant::ALL),
-            Some(Peer::Tcp(_)) if self.credentials.any() => bearer(headers)
-                .and_then(|presented| self.credentials.grant_for(presented))
-                .or_else(|| {
-                    self.browser
-                        .as_ref()
-                        .is_some_and(|sessions| sessions.admits(headers))
-                        .then_some(Grant::ALL)
-                }),
-            Some(Peer::Tcp(addr)) => is_loopback(addr.ip()).then_some(Grant::ALL),
-            None => None,
+    /// The OAuth settings, when access tokens are accepted.
+    pub fn oauth(&self) -> Option<&crate::config::OAuthSettings> {
+        self.credentials.oauth.as_ref().map(OAuthVerifier::settings)
+    }
+
+    async fn judge(&self, peer: Option<Peer>, headers: &HeaderMap) -> Verdict {
+        let addr = match peer {
+            Some(Peer::Local { .. }) => return Verdict::admit(Grant::ALL),
+            Some(Peer::Tcp(addr)) => addr,
+            None => return Verdict::Refuse,
         };
-        grant.map_or(Verdict::Refuse, Verdict::Admit)
+        if !self.credentials.any() {
+            return if is_loopback(addr.ip()) {
+                Verdict::admit(Grant::ALL)
+            } else {
+                Verdict::Refuse
+            };
+        }
+        if let Some(presented) = bearer(headers) {
+            if let Some(grant) = self.credentials.grant_for(presented) {
+                return Verdict::Admit {
+                    grant,
+                    bearer: true,
+                };
+            }
+            if let Some(oauth) = &self.credentials.oauth
+                && looks_like_jwt(presented)
+            {
+                return match oauth.verify(presented).await {
+                    Ok(grant) => Verdict::Admit {
+                        grant,
+                        bearer: true,
+                    },
+                    Err(err) => Verdict::RefuseToken(err),
+                };
+            }
+        }
+        let browser = self
+            .browser
+            .as_ref()
+            .is_some_and(|sessions| sessions.admits(headers));
+        if browser {
+            Verdict::admit(Grant::ALL)
+        } else {
+            Verdict::Refuse
+        }
     }
 }
 
@@ -137,29 +189,83 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let peer = Peer::of(&request);
-    if let Verdict::Admit(grant) = policy.judge(peer, request.headers()) {
-        request.extensions_mut().insert(grant);
-        return next.run(request).await;
-    }
+    let refused = match policy.judge(peer, request.headers()).await {
+        Verdict::Admit { grant, bearer } => {
+            request.extensions_mut().insert(grant);
+            if bearer {
+                request.extensions_mut().insert(BearerAdmitted);
+            }
+            return next.run(request).await;
+        }
+        Verdict::Refuse => None,
+        Verdict::RefuseToken(err) => Some(err),
+    };
     let path = request.uri().path().to_owned();
     // Log the peer, never the header: a wrong token is still somebody's secret.
-    match peer {
-        Some(peer) => {
+    match (peer, &refused) {
+        (Some(peer), None) => {
             tracing::warn!(%peer, %path, "refused a request without a valid bearer token");
         }
-        None => tracing::error!(%path, "refused a request whose peer is unknown"),
+        (Some(peer), Some(err)) => {
+            tracing::warn!(%peer, %path, reason = %err, "refused an OAuth access token");
+        }
+        (None, _) => tracing::error!(%path, "refused a request whose peer is unknown"),
     }
-    if policy.browser.is_some() && opens_a_page(&request) {
+    if refused.is_none() && policy.browser.is_some() && opens_a_page(&request) {
         return to_login(&path);
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer realm=\"whatsapp-mcp\"")],
-        axum::Json(serde_json::json!({
-            "error": "unauthorized: send the header `Authorization: Bearer <token>` (the token is in /etc/whatsapp-mcp/token); local users in the group whatsapp-mcp need none through /run/whatsapp-mcp/bridge.sock"
-        })),
-    )
-        .into_response()
+    let metadata = policy
+        .oauth()
+        .map(|oauth| super::resource::metadata_url(oauth, request.headers(), &path));
+    refusal(metadata.as_deref(), refused.as_ref())
+}
+
+/// The answer to a request that was not let in: 401 with a challenge naming, when OAuth is
+/// configured, the protected resource metadata (RFC 9728, 5.1) and what was wrong with the
+/// token; 403 for an account that is not let in; 503 while the issuer's keys are out of reach.
+fn refusal(metadata: Option<&str>, refused: Option<&OAuthError>) -> Response {
+    let mut challenge = String::from("Bearer realm=\"whatsapp-mcp\"");
+    if let Some(url) = metadata {
+        challenge.push_str(&format!(", resource_metadata=\"{url}\""));
+    }
+    let (status, message) = match refused {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: send the header `Authorization: Bearer <token>` (the token is in /etc/whatsapp-mcp/token); local users in the group whatsapp-mcp need none through /run/whatsapp-mcp/bridge.sock".to_owned(),
+        ),
+        Some(err @ OAuthError::Invalid(reason)) => {
+            challenge.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{reason}\""
+            ));
+            (StatusCode::UNAUTHORIZED, format!("invalid_token: {err}"))
+        }
+        Some(err @ OAuthError::AccountNotListed) => {
+            challenge.push_str(", error=\"insufficient_scope\", error_description=\"account not let in\"");
+            (StatusCode::FORBIDDEN, format!("insufficient_scope: {err}"))
+        }
+        Some(err @ OAuthError::Unavailable(_)) => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(serde_json::json!({
+                    "error": format!("temporarily_unavailable: {err}; try again shortly")
+                })),
+            )
+                .into_response();
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+            return response;
+        }
+    };
+    let mut response =
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// True for a browser navigating to a page (as opposed to a program calling the API).
@@ -199,18 +305,36 @@ mod tests {
 
     const TOKEN: &str = "s3cret-token-0123456789";
 
+    impl AccessPolicy {
+        fn decide(&self, peer: Option<Peer>, headers: &HeaderMap) -> Verdict {
+            futures_util::FutureExt::now_or_never(self.judge(peer, headers))
+                .expect("no OAuth, so no wait")
+        }
+    }
+
+    fn admit(grant: Grant) -> Verdict {
+        Verdict::admit(grant)
+    }
+
+    fn admit_bearer(grant: Grant) -> Verdict {
+        Verdict::Admit {
+            grant,
+            bearer: true,
+        }
+    }
+
     #[test]
     fn without_a_token_loopback_passes_and_nobody_else() {
         let open = AccessPolicy::new(None);
         for ip in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
             assert_eq!(
-                open.judge(tcp(ip), &HeaderMap::new()),
-                Verdict::Admit(Grant::ALL),
+                open.decide(tcp(ip), &HeaderMap::new()),
+                admit(Grant::ALL),
                 "{ip}"
             );
         }
         assert_eq!(
-            open.judge(tcp("192.0.2.7"), &auth("Bearer anything")),
+            open.decide(tcp("192.0.2.7"), &auth("Bearer anything")),
             Verdict::Refuse
         );
     }
@@ -221,7 +345,7 @@ mod tests {
         for ip in ["127.0.0.1", "::1", "192.0.2.7"] {
             let peer = tcp(ip);
             assert_eq!(
-                policy.judge(peer, &HeaderMap::new()),
+                policy.decide(peer, &HeaderMap::new()),
                 Verdict::Refuse,
                 "{ip}"
             );
@@ -231,14 +355,14 @@ mod tests {
                 "Bearer s3cret-token-012345678",
             ] {
                 assert_eq!(
-                    policy.judge(peer, &auth(wrong)),
+                    policy.decide(peer, &auth(wrong)),
                     Verdict::Refuse,
                     "{ip} {wrong}"
                 );
             }
             assert_eq!(
-                policy.judge(peer, &auth(&format!("Bearer {TOKEN}"))),
-                Verdict::Admit(Grant::ALL),
+                policy.decide(peer, &auth(&format!("Bearer {TOKEN}"))),
+                admit_bearer(Grant::ALL),
                 "{ip}"
             );
         }
@@ -251,12 +375,9 @@ mod tests {
             uid: 1000,
             pid: Some(42),
         });
+        assert_eq!(policy.decide(local, &HeaderMap::new()), admit(Grant::ALL));
         assert_eq!(
-            policy.judge(local, &HeaderMap::new()),
-            Verdict::Admit(Grant::ALL)
-        );
-        assert_eq!(
-            policy.judge(None, &auth(&format!("Bearer {TOKEN}"))),
+            policy.decide(None, &auth(&format!("Bearer {TOKEN}"))),
             Verdict::Refuse
         );
     }
@@ -273,12 +394,9 @@ mod tests {
                 .unwrap(),
         );
         let plain = AccessPolicy::new(Some(Secret::new(TOKEN)));
-        assert_eq!(plain.judge(tcp("127.0.0.1"), &headers), Verdict::Refuse);
+        assert_eq!(plain.decide(tcp("127.0.0.1"), &headers), Verdict::Refuse);
         let bridge = plain.with_browser_login(sessions);
-        assert_eq!(
-            bridge.judge(tcp("127.0.0.1"), &headers),
-            Verdict::Admit(Grant::ALL)
-        );
+        assert_eq!(bridge.decide(tcp("127.0.0.1"), &headers), admit(Grant::ALL));
     }
 
     #[test]
@@ -291,6 +409,7 @@ mod tests {
                 secret: Secret::new("reader-token-0123456789"),
                 scopes: vec![Scope::Read],
             }],
+            oauth: None,
         };
         let policy = AccessPolicy {
             credentials: Arc::new(credentials),
@@ -298,15 +417,15 @@ mod tests {
         };
         let peer = tcp("192.0.2.7");
         assert_eq!(
-            policy.judge(peer, &auth("Bearer reader-token-0123456789")),
-            Verdict::Admit(Grant::of(&[Scope::Read]))
+            policy.decide(peer, &auth("Bearer reader-token-0123456789")),
+            admit_bearer(Grant::of(&[Scope::Read]))
         );
         assert_eq!(
-            policy.judge(peer, &auth(&format!("Bearer {TOKEN}"))),
-            Verdict::Admit(Grant::ALL)
+            policy.decide(peer, &auth(&format!("Bearer {TOKEN}"))),
+            admit_bearer(Grant::ALL)
         );
         assert_eq!(
-            policy.judge(peer, &auth("Bearer reader-token-012345678")),
+            policy.decide(peer, &auth("Bearer reader-token-012345678")),
             Verdict::Refuse
         );
         // Only the main token opens a browser session, which can do everything.
@@ -317,12 +436,13 @@ mod tests {
             credentials: Arc::new(Credentials {
                 main: None,
                 named: policy.credentials.named.clone(),
+                oauth: None,
             }),
             browser: None,
         };
         assert!(named_only.token_required());
         assert_eq!(
-            named_only.judge(tcp("127.0.0.1"), &HeaderMap::new()),
+            named_only.decide(tcp("127.0.0.1"), &HeaderMap::new()),
             Verdict::Refuse
         );
     }

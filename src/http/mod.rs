@@ -15,7 +15,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::access::{AccessPolicy, OriginGuard, require_scope, require_token, security_headers};
+use crate::access::{
+    AccessPolicy, OriginGuard, metadata_routes, require_scope, require_token, security_headers,
+};
 use crate::app::AppContext;
 use crate::config::Scope;
 use crate::report;
@@ -56,6 +58,7 @@ pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
             policy.clone(),
             require_token,
         ));
+    let metadata = metadata_routes(policy.clone());
     let login = Router::new()
         .route("/login", get(login::form).post(login::submit))
         .with_state(policy)
@@ -63,6 +66,7 @@ pub fn bridge_router(ctx: AppContext, policy: AccessPolicy) -> Router {
         .layer(DefaultBodyLimit::max(BRIDGE_BODY_LIMIT));
     guarded
         .merge(login)
+        .merge(metadata)
         .route("/health", get(health))
         .layer(middleware::map_response(security_headers))
 }
@@ -74,7 +78,7 @@ async fn same_site_only(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    match guard.check(request.headers()) {
+    match guard.check_request(&request) {
         Ok(()) => next.run(request).await,
         Err((status, message)) => error_json(status, &message),
     }

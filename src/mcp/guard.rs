@@ -17,7 +17,7 @@ pub async fn check_origin(
     request: Request,
     next: Next,
 ) -> Response {
-    match guard.check(request.headers()) {
+    match guard.check_request(&request) {
         Ok(()) => next.run(request).await,
         Err((status, message)) => refusal(status, &message),
     }

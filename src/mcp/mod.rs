@@ -25,7 +25,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{AccessPolicy, OriginGuard, require_token, security_headers};
+use crate::access::{AccessPolicy, OriginGuard, metadata_routes, require_token, security_headers};
 use crate::app::AppContext;
 
 pub use tools::{STATUS_URI, WRITE_TOOLS, WhatsAppTools};
@@ -129,7 +129,8 @@ impl Endpoint {
             get(debug_sessions).with_state(self.clone()),
         );
         // `/health` skips the token and the Host/Origin guard: it reveals nothing, and load
-        // balancers and proxies probe it under their own names and without credentials.
+        // balancers and proxies probe it under their own names and without credentials. So
+        // does the OAuth resource metadata, which a client reads before it has a token.
         let routes = routes
             .layer(middleware::from_fn_with_state(
                 self.policy.clone(),
@@ -138,7 +139,8 @@ impl Endpoint {
             .route(
                 "/health",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-            );
+            )
+            .merge(metadata_routes(self.policy.clone()));
         routes.layer(middleware::map_response(security_headers))
     }
 
