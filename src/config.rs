@@ -178,6 +178,22 @@ pub const SETTINGS: &[Setting] = &[
               Required for Google, whose ID tokens carry no scopes.",
     },
     Setting {
+        key: "tls.cert_file",
+        env: &["WHATSAPP_MCP_TLS_CERT"],
+        kind: "absolute path (PEM)",
+        default: "none (plain HTTP)",
+        doc: "Serve both TCP ports over TLS with this certificate chain, and tls.key_file (give \
+              both or neither). The files are read again when they change, so a renewed \
+              certificate is served without a restart; the local socket stays plain.",
+    },
+    Setting {
+        key: "tls.key_file",
+        env: &["WHATSAPP_MCP_TLS_KEY"],
+        kind: "absolute path (PEM)",
+        default: "none",
+        doc: "The private key of tls.cert_file; it must be readable by the service's user.",
+    },
+    Setting {
         key: "storage.database_url",
         env: &["DATABASE_URL"],
         kind: "sqlite:///PATH or postgres://USER@HOST/DB",
@@ -462,6 +478,8 @@ pub struct Config {
     pub tokens: Vec<NamedToken>,
     /// OAuth access tokens, when `[oauth]` turns them on.
     pub oauth: Option<OAuthSettings>,
+    /// TLS on the TCP ports, when `[tls]` names a certificate and key.
+    pub tls: Option<TlsFiles>,
     pub database_url: DatabaseUrl,
     pub session_database_url: DatabaseUrl,
     pub data_dir: PathBuf,
@@ -484,6 +502,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     oauth: OAuthSection,
+    #[serde(default)]
+    tls: TlsSection,
     #[serde(default)]
     storage: StorageSection,
     #[serde(default)]
@@ -815,6 +835,47 @@ fn validate_oauth_url(key: &str, url: &str, resource: bool) -> Result<(), Config
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// The certificate chain and private key of `[tls]`, PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn resolve(section: TlsSection, env: EnvLookup<'_>) -> Result<Option<Self>, ConfigError> {
+        let cert = env("WHATSAPP_MCP_TLS_CERT")
+            .map(|raw| ("WHATSAPP_MCP_TLS_CERT", PathBuf::from(raw.trim())))
+            .or_else(|| section.cert_file.map(|path| ("tls.cert_file", path)));
+        let key = env("WHATSAPP_MCP_TLS_KEY")
+            .map(|raw| ("WHATSAPP_MCP_TLS_KEY", PathBuf::from(raw.trim())))
+            .or_else(|| section.key_file.map(|path| ("tls.key_file", path)));
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some((cert_key, cert)), Some((key_key, key))) => {
+                require_absolute(cert_key, &cert)?;
+                require_absolute(key_key, &key)?;
+                Ok(Some(Self { cert, key }))
+            }
+            (Some(_), None) => Err(ConfigError::invalid(
+                "tls.key_file",
+                "a certificate needs its private key (tls.key_file or WHATSAPP_MCP_TLS_KEY)",
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "tls.cert_file",
+                "a private key needs its certificate (tls.cert_file or WHATSAPP_MCP_TLS_CERT)",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StorageSection {
     database_url: Option<String>,
     session_database_url: Option<String>,
@@ -944,6 +1005,7 @@ impl Config {
         let (token, token_source) = resolve_token(&file.auth, env)?;
         let tokens = named_tokens(&file.auth, token.as_ref())?;
         let oauth = OAuthSettings::resolve(file.oauth, env)?;
+        let tls = TlsFiles::resolve(file.tls, env)?;
 
         let data_dir = env("WHATSAPP_MCP_DATA_DIR")
             .map(PathBuf::from)
@@ -1014,6 +1076,7 @@ impl Config {
             token_source,
             tokens,
             oauth,
+            tls,
             database_url,
             session_database_url,
             data_dir,
@@ -1097,6 +1160,10 @@ impl Config {
                     })
                     .collect(),
             }),
+            tls: self.tls.as_ref().map(|tls| RedactedTls {
+                cert_file: tls.cert.display().to_string(),
+                key_file: tls.key.display().to_string(),
+            }),
             storage: RedactedStorage {
                 database_url: self.database_url.redacted(),
                 session_database_url: self.session_database_url.redacted(),
@@ -1123,6 +1190,8 @@ struct RedactedView {
     auth: RedactedAuth,
     #[serde(skip_serializing_if = "Option::is_none")]
     oauth: Option<RedactedOAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<RedactedTls>,
     storage: RedactedStorage,
     paths: RedactedPaths,
     log: RedactedLog,
@@ -1163,6 +1232,12 @@ struct RedactedOAuth {
     audience: String,
     resource: String,
     accounts: std::collections::BTreeMap<String, Vec<&'static str>>,
+}
+
+#[derive(Serialize)]
+struct RedactedTls {
+    cert_file: String,
+    key_file: String,
 }
 
 #[derive(Serialize)]
@@ -1620,6 +1695,44 @@ mod tests {
     }
 
     #[test]
+    fn tls_takes_a_certificate_and_its_key_both_absolute() {
+        assert!(load("", &[]).unwrap().tls.is_none());
+        let config = load(
+            "[tls]\ncert_file = \"/etc/ssl/a.pem\"\nkey_file = \"/etc/ssl/a.key\"\n",
+            &[("WHATSAPP_MCP_TLS_KEY", "/run/credentials/b.key")],
+        )
+        .unwrap();
+        let tls = config.tls.clone().unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/ssl/a.pem"));
+        assert_eq!(tls.key, Path::new("/run/credentials/b.key"));
+        assert!(config.to_redacted_toml().contains("[tls]"));
+        for (text, env, key) in [
+            ("[tls]\ncert_file = \"/a.pem\"\n", vec![], "tls.key_file"),
+            (
+                "",
+                vec![("WHATSAPP_MCP_TLS_KEY", "/a.key")],
+                "tls.cert_file",
+            ),
+            (
+                "[tls]\ncert_file = \"a.pem\"\nkey_file = \"/a.key\"\n",
+                vec![],
+                "tls.cert_file",
+            ),
+            (
+                "",
+                vec![
+                    ("WHATSAPP_MCP_TLS_CERT", "/a.pem"),
+                    ("WHATSAPP_MCP_TLS_KEY", "a.key"),
+                ],
+                "WHATSAPP_MCP_TLS_KEY",
+            ),
+        ] {
+            let err = load(text, &env).map(drop).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_loopback_and_sqlite_under_the_data_dir() {
         let config = load("", &[("STATE_DIRECTORY", "/var/lib/whatsapp-mcp")]).unwrap();
         assert_eq!(config.bridge_listen, "127.0.0.1:8080".parse().unwrap());
@@ -2001,5 +2114,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("longer than"), "{err}");
+    }
+
+    #[test]
+    fn the_packaged_sample_file_shows_every_setting() {
+        let sample = include_str!("../packaging/config.toml");
+        for setting in SETTINGS {
+            let (section, name) = setting.key.split_once('.').unwrap();
+            let header = format!("\n[{section}]\n");
+            let start = sample
+                .find(&header)
+                .unwrap_or_else(|| panic!("no [{section}] in packaging/config.toml"));
+            let body = &sample[start + header.len()..];
+            let body = &body[..body.find("\n[").unwrap_or(body.len())];
+            let shown = body.contains(&format!("\n#{name} = "))
+                || body.starts_with(&format!("#{name} = "))
+                || body.contains(&format!("\n#[{section}.{name}"));
+            assert!(shown, "packaging/config.toml does not show {}", setting.key);
+        }
     }
 }

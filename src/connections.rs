@@ -48,9 +48,10 @@ pub(crate) fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// A listening socket the service accepts HTTP connections on.
-#[derive(Debug)]
 pub(crate) enum Listener {
     Tcp(TcpListener),
+    /// A TCP port whose connections start with a TLS handshake.
+    Tls(TcpListener, tokio_rustls::TlsAcceptor),
     /// The local socket: its file mode and group decide who may connect.
     Local(UnixListener),
 }
@@ -71,8 +72,15 @@ pub(crate) async fn serve(listener: Listener, app: Router, stop: impl Future<Out
         match accepted {
             Ok(Accepted::Tcp(stream, addr)) => {
                 no_delay(&stream, addr);
-                let io = TokioIo::new(stream);
-                spawn_connection(&http, &graceful, io, app.clone(), Peer::Tcp(addr));
+                let peer = Peer::Tcp(addr);
+                match &listener {
+                    Listener::Tls(_, acceptor) => {
+                        spawn_tls_connection(&http, &graceful, acceptor, stream, app.clone(), peer);
+                    }
+                    _ => {
+                        spawn_connection(&http, &graceful, TokioIo::new(stream), app.clone(), peer);
+                    }
+                }
             }
             Ok(Accepted::Local(stream)) => {
                 let peer = local_peer(&stream);
@@ -86,6 +94,16 @@ pub(crate) async fn serve(listener: Listener, app: Router, stop: impl Future<Out
     graceful.shutdown().await;
 }
 
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Tcp(listener) => f.debug_tuple("Tcp").field(listener).finish(),
+            Listener::Tls(listener, _) => f.debug_tuple("Tls").field(listener).finish(),
+            Listener::Local(listener) => f.debug_tuple("Local").field(listener).finish(),
+        }
+    }
+}
+
 /// One accepted connection.
 enum Accepted {
     Tcp(tokio::net::TcpStream, std::net::SocketAddr),
@@ -94,7 +112,7 @@ enum Accepted {
 
 async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
     match listener {
-        Listener::Tcp(listener) => {
+        Listener::Tcp(listener) | Listener::Tls(listener, _) => {
             let (stream, addr) = listener.accept().await?;
             Ok(Accepted::Tcp(stream, addr))
         }
@@ -135,8 +153,63 @@ fn spawn_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(app.map_request(
-        move |request: axum::http::Request<Incoming>| {
+    let connection = graceful.watch(http.serve_connection(io, service_for(app, peer)));
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            // Timeouts and clients that hang up land here; nothing the service did wrong.
+            tracing::debug!(%peer, error = %err, "connection closed with an error");
+        }
+    });
+}
+
+/// Like [`spawn_connection`], after a TLS handshake on the connection's own task, which the
+/// client must finish within [`HEADER_READ_TIMEOUT`].
+fn spawn_tls_connection(
+    http: &hyper::server::conn::http1::Builder,
+    graceful: &GracefulShutdown,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    app: Router,
+    peer: Peer,
+) {
+    let (http, acceptor, watcher) = (http.clone(), acceptor.clone(), graceful.watcher());
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake not finished in time");
+                return;
+            }
+        };
+        let connection =
+            watcher.watch(http.serve_connection(TokioIo::new(stream), service_for(app, peer)));
+        if let Err(err) = connection.await {
+            tracing::debug!(%peer, error = %err, "connection closed with an error");
+        }
+    });
+}
+
+/// The router as hyper's service for one connection: each request carries `peer` and a body
+/// deadline.
+fn service_for(
+    app: Router,
+    peer: Peer,
+) -> TowerToHyperService<
+    impl tower::Service<
+        axum::http::Request<Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send,
+> {
+    TowerToHyperService::new(
+        app.map_request(move |request: axum::http::Request<Incoming>| {
             let mut request = request.map(|body| with_deadline(body, BODY_READ_TIMEOUT));
             let extensions = request.extensions_mut();
             extensions.insert(peer);
@@ -144,15 +217,8 @@ fn spawn_connection<I>(
                 extensions.insert(ConnectInfo(addr));
             }
             request
-        },
-    ));
-    let connection = graceful.watch(http.serve_connection(io, service));
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            // Timeouts and clients that hang up land here; nothing the service did wrong.
-            tracing::debug!(%peer, error = %err, "connection closed with an error");
-        }
-    });
+        }),
+    )
 }
 
 /// Turns Nagle's algorithm off on an accepted connection.

@@ -46,3 +46,4 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod systemd;
+pub mod tls;

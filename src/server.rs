@@ -69,12 +69,27 @@ pub async fn run(
     // One MCP endpoint serves the MCP port and `/mcp` on the bridge (for `whatsapp-mcp stdio`).
     let mcp_endpoint = mcp::Endpoint::new(ctx.clone(), policy.clone());
     // Browser logins are for the bridge's pages; the MCP port takes the header only.
-    let bridge_policy = policy.with_browser_login(BrowserSessions::default());
+    let bridge_policy = policy.with_browser_login(BrowserSessions::new(ctx.config.tls.is_some()));
     let bridge_app =
         http::bridge_router(ctx.clone(), bridge_policy).merge(mcp_endpoint.bridge_routes());
     let mcp_app = mcp_endpoint.router();
+    // With `[tls]`, both TCP ports speak TLS; the files are checked here, so a certificate that
+    // does not load stops the service at start instead of failing every handshake.
+    let acceptor = ctx
+        .config
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()
+        .context("setting up TLS ([tls] cert_file and key_file)")?;
     let tcp = |listeners: Vec<tokio::net::TcpListener>| {
-        listeners.into_iter().map(Listener::Tcp).collect::<Vec<_>>()
+        listeners
+            .into_iter()
+            .map(|listener| match &acceptor {
+                Some(acceptor) => Listener::Tls(listener, acceptor.clone()),
+                None => Listener::Tcp(listener),
+            })
+            .collect::<Vec<_>>()
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

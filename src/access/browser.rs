@@ -27,9 +27,20 @@ const LANDINGS: &[&str] = &["/status", "/qr"];
 pub struct BrowserSessions {
     /// Session id (64 hex digits from the OS's random source) → when it ends.
     open: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The ports speak TLS themselves, so the cookie is marked `Secure`.
+    secure: bool,
 }
 
 impl BrowserSessions {
+    /// Browser logins whose cookie is marked `Secure` when the service serves TLS itself (behind
+    /// a proxy, the proxy marks it).
+    pub fn new(secure: bool) -> Self {
+        Self {
+            secure,
+            ..Self::default()
+        }
+    }
+
     /// Opens a session and returns its id.
     pub fn open(&self) -> Result<String, getrandom::Error> {
         let mut bytes = [0u8; 32];
@@ -60,10 +71,11 @@ impl BrowserSessions {
     }
 
     /// The `Set-Cookie` value that hands session `id` to the browser.
-    pub fn cookie(id: &str) -> HeaderValue {
+    pub fn cookie(&self, id: &str) -> HeaderValue {
         let value = format!(
-            "{LOGIN_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            LIFETIME.as_secs()
+            "{LOGIN_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            LIFETIME.as_secs(),
+            if self.secure { "; Secure" } else { "" }
         );
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -134,10 +146,13 @@ mod tests {
 
     #[test]
     fn the_cookie_stays_with_this_site_and_out_of_scripts() {
-        let cookie = BrowserSessions::cookie("abc");
+        let cookie = BrowserSessions::default().cookie("abc");
         let text = cookie.to_str().unwrap();
         assert!(text.starts_with(&format!("{LOGIN_COOKIE}=abc;")));
         assert!(text.contains("HttpOnly") && text.contains("SameSite=Strict"));
+        assert!(!text.contains("Secure"));
+        let over_tls = BrowserSessions::new(true).cookie("abc");
+        assert!(over_tls.to_str().unwrap().ends_with("; Secure"));
     }
 
     #[test]

@@ -313,6 +313,7 @@ fn fetch_keys(issuer: &str) -> Result<Vec<VerifyKey>, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(FETCH_TIMEOUT))
         .http_status_as_error(false)
+        .tls_config(crate::tls::client_config(None))
         .build()
         .into();
     let base = issuer.trim_end_matches('/');

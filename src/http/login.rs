@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::access::{AccessPolicy, BrowserSessions, Peer, browser_landing, cross_site};
+use crate::access::{AccessPolicy, Peer, browser_landing, cross_site};
 
 /// The login page may post its form to itself, which the bridge's usual policy forbids.
 const LOGIN_PAGE_POLICY: &str =
@@ -78,7 +78,7 @@ pub(super) async fn submit(
     match sessions.open() {
         Ok(id) => {
             tracing::info!("a browser logged in to the bridge's pages");
-            see_other(landing, Some(BrowserSessions::cookie(&id)))
+            see_other(landing, Some(sessions.cookie(&id)))
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot draw a session id");

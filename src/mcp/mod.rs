@@ -122,7 +122,10 @@ impl Endpoint {
             .route("/messages", post(sse::post))
             .with_state(self.sse.clone())
             .merge(self.streamable_route());
-        let routes = self.guarded(transports);
+        // An explicit fallback, so unknown paths stay behind the token check below when the
+        // metadata routes are merged in (a merge keeps only one router's fallback).
+        let routes =
+            self.guarded(transports.fallback(|| async { axum::http::StatusCode::NOT_FOUND }));
         #[cfg(feature = "fake-engine")]
         let routes = routes.route(
             "/debug/sessions",
