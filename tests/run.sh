@@ -24,11 +24,12 @@ step() { printf '\n=== %s\n' "$*"; }
 # converts voice notes, and ip (iproute2) for the network namespaces of tests/remote_access.rs
 # and tests/reverse_proxy.rs; the latter also runs nginx (package `nginx`: on bookworm
 # `nginx-light` only pulls it in with an extra module) with a certificate from openssl.
+# Node.js's npx (package npm) runs README's mcp-remote entry in tests/python.
 need=()
 for pair in systemd-socket-activate:systemd /lib/systemd/systemd-journald:systemd \
     systemd-cat:systemd unshare:util-linux curl:curl stat:coreutils \
     pg_ctlcluster:postgresql runuser:util-linux ffmpeg:ffmpeg ip:iproute2 \
-    /usr/sbin/nginx:nginx openssl:openssl; do
+    /usr/sbin/nginx:nginx openssl:openssl npx:npm; do
     cmd=${pair%%:*} pkg=${pair#*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
         need+=("$pkg")
