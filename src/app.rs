@@ -63,6 +63,7 @@ pub async fn start(config: Config) -> Result<AppContext, StartError> {
             url: config.database_url.redacted(),
             source,
         })?;
+    crate::shared_dirs::prepare(&config.data_dir, &config.outbox_dir, &config.media_dir);
     let status = StatusHandle::new(EngineStatus::new(LinkState::EngineOff));
     let engine = crate::engine::start(
         config.engine,

@@ -220,14 +220,16 @@ pub const SETTINGS: &[Setting] = &[
         env: &["WHATSAPP_MCP_MEDIA_DIR"],
         kind: "absolute path",
         default: "DATA_DIR/media",
-        doc: "Downloaded media is written here and nowhere else.",
+        doc: "Downloaded media is written here and nowhere else. At its default place the \
+              service keeps it 2750 and its files 0640, for the members of its group.",
     },
     Setting {
         key: "paths.outbox_dir",
         env: &["WHATSAPP_MCP_OUTBOX_DIR"],
         kind: "absolute path",
         default: "DATA_DIR/outbox",
-        doc: "send_file and send_audio_message read files from here only.",
+        doc: "send_file and send_audio_message read files from here only. At its default \
+              place the service creates it 2770, so members of its group can drop files in.",
     },
     Setting {
         key: "log.level",

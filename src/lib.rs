@@ -43,6 +43,7 @@ pub mod manual;
 pub mod mcp;
 pub mod report;
 pub mod server;
+pub mod shared_dirs;
 pub mod state;
 pub mod store;
 pub mod systemd;

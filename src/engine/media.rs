@@ -1,8 +1,10 @@
 //! Where downloaded media lives: one file per content hash under the media directory, written
-//! atomically and readable by the service alone.
+//! atomically, readable by the service and its group.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
+
+use crate::shared_dirs::{MEDIA_FILE_MODE, MEDIA_MODE};
 
 /// The file name for content with this SHA-256: the hash in hex plus an extension from the MIME
 /// type. Naming by content makes a repeated download land on the same file, and keeps names
@@ -48,7 +50,8 @@ pub async fn verified_copy(
 }
 
 /// Writes `bytes` to `path` (which must be inside `dir`) through a temporary file and a rename,
-/// so a reader never sees half a file. The directory is created 0700 and the file 0600.
+/// so a reader never sees half a file. The directory is created if missing, and the file is
+/// readable by the service's group (see [`crate::shared_dirs`]).
 pub async fn write_new(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if path.parent() != Some(dir) {
         return Err(std::io::Error::new(
@@ -64,13 +67,16 @@ pub async fn write_new(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result
     let path = path.to_path_buf();
     let bytes = bytes.to_vec();
     tokio::task::spawn_blocking(move || {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(MEDIA_MODE))?;
+        }
         let temp = path.with_extension("partial");
         std::fs::write(&temp, &bytes)?;
-        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(MEDIA_FILE_MODE))?;
         std::fs::rename(&temp, &path)
     })
     .await
@@ -89,14 +95,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_are_private_and_confined() {
+    async fn files_are_for_the_group_and_confined() {
         let dir = tempfile::tempdir().unwrap();
         let media = dir.path().join("media");
         let path = media.join("ab.jpg");
         write_new(&media, &path, b"bytes").await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"bytes");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(mode, MEDIA_FILE_MODE);
+        let dir_mode = std::fs::metadata(&media).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(dir_mode, MEDIA_MODE);
         let escape = media.join("../escape.jpg");
         assert!(write_new(&media, &escape, b"x").await.is_err());
     }

@@ -32,12 +32,85 @@ scenario() {
     check_status_and_endpoints "$s"
     check_local_access "$s"
     check_journal "$s"
+    # A desktop client (alice's `whatsapp-mcp stdio`) stays connected from here through the
+    # restart, the upgrade and the watchdog's restart; each is followed by a call of its own.
+    start_stdio_client "$s"
     check_restart_keeps_state "$s"
-    check_reinstall "$s"
+    client_call_works "$s" "after systemctl restart"
+    check_upgrade_in_place "$s"
+    client_call_works "$s" "after apt install of a newer version"
     check_bad_config "$s"
     check_watchdog "$s"
+    stop_stdio_client "$s"
     check_network_dropins "$s"
     check_remove_then_purge "$s"
+}
+
+# --- a stdio client connected throughout ---------------------------------------
+
+CLIENT_ID=10
+
+# start_stdio_client SUITE: alice's `whatsapp-mcp stdio` in the background, its
+# input a FIFO this script holds open on fd 7, its output in a file; it
+# initializes at once.
+start_stdio_client() {
+    local s=$1
+    CLIENT_IN="$WORK/client-$s.in" CLIENT_OUT="$WORK/client-$s.out"
+    rm -f "$CLIENT_IN" && mkfifo "$CLIENT_IN" && : >"$CLIENT_OUT"
+    in_ct runuser -u alice -- whatsapp-mcp stdio <"$CLIENT_IN" >"$CLIENT_OUT" 2>"$CLIENT_OUT.err" &
+    CLIENT_PID=$!
+    exec 7>"$CLIENT_IN"
+    printf '%s\n%s\n' \
+        '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"desktop","version":"1"}}}' \
+        '{"jsonrpc":"2.0","method":"notifications/initialized"}' >&7
+    if wait_for 30 client_answered 1; then
+        pass "[$s] a stdio client (alice) connected; it stays connected through what follows"
+    else
+        fail "[$s] the stdio client did not initialize: $(head -c 400 "$CLIENT_OUT.err")"
+    fi
+}
+
+# client_answered ID: the client's output holds the answer to request ID.
+client_answered() {
+    jq -se --argjson id "$1" 'map(select(.id == $id)) | length > 0' "$CLIENT_OUT" >/dev/null 2>&1
+}
+
+# client_send: sends a get_sync_status call under the next id, left in CLIENT_ID.
+client_send() {
+    CLIENT_ID=$((CLIENT_ID + 1))
+    printf '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get_sync_status","arguments":{}}}\n' \
+        "$CLIENT_ID" >&7
+}
+
+# client_result_ok ID: the answer to ID is a tool result, not an error.
+client_result_ok() {
+    jq -se --argjson id "$1" 'map(select(.id == $id)) | first
+        | (.result != null and (.result.isError // false) == false)' "$CLIENT_OUT" >/dev/null 2>&1
+}
+
+# client_call_works SUITE WHEN: the connected client's next call is answered.
+client_call_works() {
+    local s=$1 when=$2 t0=$SECONDS
+    client_send
+    if wait_for 60 client_answered "$CLIENT_ID" && client_result_ok "$CLIENT_ID"; then
+        pass "[$s] the stdio client's next call $when is answered ($((SECONDS - t0)) s), same client process"
+    else
+        fail "[$s] the stdio client's call $when: $(jq -c --argjson id "$CLIENT_ID" 'select(.id == $id)' "$CLIENT_OUT" 2>/dev/null | head -c 400); stderr: $(tail -c 400 "$CLIENT_OUT.err")"
+    fi
+}
+
+# stop_stdio_client SUITE: end of input; the client exits 0, having stayed up
+# throughout.
+stop_stdio_client() {
+    local s=$1 rc
+    exec 7>&-
+    wait "$CLIENT_PID"
+    rc=$?
+    if [ "$rc" = 0 ]; then
+        pass "[$s] the stdio client ran throughout and exits 0 at the end of its input ($((CLIENT_ID - 10)) calls)"
+    else
+        fail "[$s] the stdio client exited $rc; stderr: $(tail -c 600 "$CLIENT_OUT.err")"
+    fi
 }
 
 diagnose() {
@@ -378,6 +451,7 @@ check_local_access() {
     fi
 
     check_stdio_as "$s" alice
+    check_shared_dirs "$s"
 
     # The daemon logs each local client by the uid the kernel gives for the
     # connection: alice's own, which it only sees without PrivateUsers=.
@@ -388,6 +462,30 @@ check_local_access() {
     else
         fail "[$s] no 'local connection' journal entry with alice's uid $alice_uid; uids logged: $(jq -r 'select(.MESSAGE == "local connection") | .F_UID' "$WORK/journal-local-$s.json" 2>/dev/null | sort -u | tr '\n' ' ')"
     fi
+}
+
+# The outbox and the media directory are the group's: alice (in it) drops a
+# file into the outbox and lists the media, but lists nothing else in the state
+# directory and reads neither the archive nor the session; bob (not in it)
+# reaches neither directory.
+check_shared_dirs() {
+    local s=$1 state=/var/lib/whatsapp-mcp ok=1 why=""
+    [ "$(stat_of "$state/outbox")" = "directory 2770 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why outbox: $(stat_of "$state/outbox");"; }
+    [ "$(stat_of "$state/media")" = "directory 2750 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why media: $(stat_of "$state/media");"; }
+    as_user alice sh -c "echo to-send >$state/outbox/from-alice.txt" || { ok=0; why="$why alice cannot write to the outbox;"; }
+    [ "$(in_ct stat -c %G "$state/outbox/from-alice.txt" 2>/dev/null)" = whatsapp-mcp ] || { ok=0; why="$why alice's file is not in the group;"; }
+    as_user alice ls "$state/media" >/dev/null 2>&1 || { ok=0; why="$why alice cannot list the media;"; }
+    as_user alice ls "$state" >/dev/null 2>&1 && { ok=0; why="$why alice lists the state directory;"; }
+    as_user alice sh -c "cat $state/*.db" >/dev/null 2>&1 && { ok=0; why="$why alice reads a database;"; }
+    as_user alice test -r "$state/whatsapp.db" && { ok=0; why="$why whatsapp.db readable by alice;"; }
+    as_user bob sh -c "echo x >$state/outbox/from-bob.txt" 2>/dev/null && { ok=0; why="$why bob writes to the outbox;"; }
+    as_user bob ls "$state/media" >/dev/null 2>&1 && { ok=0; why="$why bob lists the media;"; }
+    if [ "$ok" = 1 ]; then
+        pass "[$s] outbox (2770) and media (2750) are the group's: alice drops a file and lists media, but not the state directory or its databases; bob reaches neither"
+    else
+        fail "[$s] shared directories:$why"
+    fi
+    in_ct rm -f "$state/outbox/from-alice.txt"
 }
 
 # journal_has_local_uid UID: the service logged a local connection from UID.
@@ -449,8 +547,8 @@ check_restart_keeps_state() {
     local s=$1 state=/var/lib/whatsapp-mcp before after st
     reset_limits
     st=$(stat_of "$state")
-    if [ "$st" = "directory 700 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e /var/lib/private/whatsapp-mcp; then
-        pass "[$s] state directory $state is a plain directory, 0700 whatsapp-mcp:whatsapp-mcp"
+    if [ "$st" = "directory 710 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e /var/lib/private/whatsapp-mcp; then
+        pass "[$s] state directory $state is a plain directory, 0710 whatsapp-mcp:whatsapp-mcp"
     else
         fail "[$s] state directory $state: '$st'; /var/lib/private/whatsapp-mcp: $(stat_of /var/lib/private/whatsapp-mcp)"
     fi
@@ -479,32 +577,77 @@ sockets_since() {
     done
 }
 
-# Installing the package over itself runs the upgrade path of the maintainer
-# scripts: the running service is restarted, the token and state are kept, and
-# the sockets (whose unit files did not change) stay open throughout.
-check_reinstall() {
-    local s=$1 token_before token_after pid_before sockets_before sockets_after
+# The same binary repackaged under a higher version, in the directory the
+# container sees as /debs: an upgrade without a second release build.
+repack_higher() {
+    local dir="$WORK/repack" version
+    rm -rf "$dir" && dpkg-deb -R "$DEB" "$dir" || return 1
+    version=$(sed -n 's/^Version: //p' "$dir/DEBIAN/control")
+    UPGRADE_VERSION="$version+upgrade1"
+    sed -i "s/^Version: .*/Version: $UPGRADE_VERSION/" "$dir/DEBIAN/control"
+    UPGRADE_DEB="$(dirname "$DEB")/whatsapp-mcp_${UPGRADE_VERSION}_$(dpkg-deb -f "$DEB" Architecture).deb"
+    dpkg-deb --root-owner-group -b "$dir" "$UPGRADE_DEB" >/dev/null && rm -rf "$dir"
+}
+
+# probe_tcp_until_stopped: inside the container, GET /health on 8080 over and
+# over until /run/package-test-probe-stop appears; prints "answered failed".
+probe_tcp_until_stopped() {
+    in_ct sh -c 'n=0 f=0
+        while [ ! -e /run/package-test-probe-stop ]; do
+            if curl -s -o /dev/null --max-time 30 http://127.0.0.1:8080/health; then
+                n=$((n + 1)); else f=$((f + 1)); fi
+            sleep 0.05
+        done
+        echo "$n $f"'
+}
+
+# `apt install` of a newer version runs the upgrade path of the maintainer
+# scripts: the running service is restarted, the token and state are kept,
+# the sockets (whose unit files did not change) stay open throughout, and a
+# client polling the TCP port meanwhile sees no refused or reset connection.
+check_upgrade_in_place() {
+    local s=$1 token_before token_after pid_before sockets_before sockets_after probe answered failed
+    if ! repack_higher; then
+        fail "[$s] repackaging $(basename "$DEB") under a higher version"
+        return
+    fi
     token_before=$(in_ct md5sum /etc/whatsapp-mcp/token)
     pid_before=$(unit_prop whatsapp-mcp.service MainPID)
     sockets_before=$(sockets_since)
     reset_limits
-    if in_ct dpkg -i --force-confdef --force-confold "/debs/$(basename "$DEB")" >"$WORK/dpkg-re-$s.log" 2>&1 &&
-        dpkg_ok "$WORK/dpkg-re-$s.log" && wait_for 30 is_active; then
+    in_ct rm -f /run/package-test-probe-stop
+    probe_tcp_until_stopped >"$WORK/probe-$s.out" &
+    probe=$!
+    if in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
+        -o Dpkg::Options::=--force-confold "/debs/$(basename "$UPGRADE_DEB")" >"$WORK/apt-up-$s.log" 2>&1 &&
+        dpkg_ok "$WORK/apt-up-$s.log" && wait_for 30 is_active; then
+        in_ct touch /run/package-test-probe-stop
+        wait "$probe"
+        read -r answered failed <"$WORK/probe-$s.out"
         token_after=$(in_ct md5sum /etc/whatsapp-mcp/token)
         sockets_after=$(sockets_since)
-        if [ "$token_before" = "$token_after" ] &&
+        if [ "$(in_ct dpkg-query -W -f '${Version}' whatsapp-mcp)" = "$UPGRADE_VERSION" ] &&
+            [ "$token_before" = "$token_after" ] &&
             [ "$(unit_prop whatsapp-mcp.service MainPID)" != "$pid_before" ] &&
             [ "$(in_ct cat /var/lib/whatsapp-mcp/package-test-marker 2>/dev/null)" = kept ] &&
             sockets_are is-active active && [ "$sockets_after" = "$sockets_before" ]; then
-            pass "[$s] reinstall (upgrade path) restarts the running service, keeps token, state and the open sockets"
+            pass "[$s] apt install of $UPGRADE_VERSION restarts the running service, keeps token, state and the open sockets"
         else
-            fail "[$s] after reinstall: token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID), sockets active since '$sockets_before' -> '$sockets_after'"
+            fail "[$s] after the upgrade: version $(in_ct dpkg-query -W -f '${Version}' whatsapp-mcp), token kept=$([ "$token_before" = "$token_after" ] && echo yes || echo no), pid $pid_before -> $(unit_prop whatsapp-mcp.service MainPID), sockets active since '$sockets_before' -> '$sockets_after'"
+        fi
+        if [ "${failed:-x}" = 0 ] && [ "${answered:-0}" -gt 0 ]; then
+            pass "[$s] during the upgrade $answered requests to 8080/health answered, none refused"
+        else
+            fail "[$s] during the upgrade: ${answered:-?} requests answered, ${failed:-?} refused or cut"
         fi
     else
-        fail "[$s] reinstalling the package"
-        sed 's/^/    /' "$WORK/dpkg-re-$s.log"
+        in_ct touch /run/package-test-probe-stop
+        wait "$probe"
+        fail "[$s] apt install of $(basename "$UPGRADE_DEB")"
+        sed 's/^/    /' "$WORK/apt-up-$s.log"
         diagnose "$s"
     fi
+    in_ct rm -f /run/package-test-probe-stop
 }
 
 is_failed() { [ "$(in_ct systemctl is-active whatsapp-mcp.service)" = failed ]; }
@@ -577,6 +720,10 @@ check_watchdog() {
 
     # kill is a shell builtin here: minbase has no /usr/bin/kill on bookworm.
     in_ct sh -c "kill -STOP $pid"
+    # The connected client calls while the service hangs: the call waits in the
+    # socket's queue, and the service systemd starts next answers it.
+    local hung_call t0=$SECONDS
+    [ -n "${CLIENT_PID:-}" ] && client_send && hung_call=$CLIENT_ID
     if wait_for 20 watchdog_fired; then
         pass "[$s] SIGSTOP on the main pid ends in Result=watchdog"
     else
@@ -587,6 +734,13 @@ check_watchdog() {
     else
         fail "[$s] not restarted after the watchdog (NRestarts=$(unit_prop whatsapp-mcp.service NRestarts), state $(in_ct systemctl is-active whatsapp-mcp.service))"
         diagnose "$s"
+    fi
+    if [ -n "${hung_call:-}" ]; then
+        if wait_for 60 client_answered "$hung_call" && client_result_ok "$hung_call"; then
+            pass "[$s] the stdio client's call made while the service hung is answered by the restarted one ($((SECONDS - t0)) s)"
+        else
+            fail "[$s] the call made while the service hung: $(jq -c --argjson id "$hung_call" 'select(.id == $id)' "$CLIENT_OUT" 2>/dev/null | head -c 400); stderr: $(tail -c 400 "$CLIENT_OUT.err")"
+        fi
     fi
     in_ct sh -c "kill -CONT $pid" 2>/dev/null
     in_ct rm -rf "$dropin"
@@ -761,10 +915,10 @@ upgrade_scenario() {
     files_after=$(state_files "$state")
     st=$(stat_of "$state")
     owners=$(in_ct find "$state" \( ! -user whatsapp-mcp -o ! -group whatsapp-mcp \) -printf '%p %u:%g\n' | head -n 5)
-    if [ "$st" = "directory 700 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e "$private" &&
+    if [ "$st" = "directory 710 whatsapp-mcp:whatsapp-mcp" ] && ! in_ct test -e "$private" &&
         [ "$files_after" = "$files_before" ] && [ -z "$owners" ] &&
         [ "$(in_ct cat "$state/package-test-marker" 2>/dev/null)" = kept ]; then
-        pass "[$s] state moved to $state (0700, whatsapp-mcp), same files and inodes (${files_after% }), all owned by whatsapp-mcp"
+        pass "[$s] state moved to $state (0710, whatsapp-mcp), same files and inodes (${files_after% }), all owned by whatsapp-mcp"
     else
         fail "[$s] state after the upgrade: $state '$st', $private $(stat_of "$private"); files before '$files_before', after '$files_after'; not owned by whatsapp-mcp: ${owners:-none}"
     fi
