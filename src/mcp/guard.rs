@@ -248,6 +248,16 @@ mod tests {
                 r#"{"jsonrpc":"2.0","id":5,"method":"some/later/method"}"#.to_owned(),
                 &[Scope::Read],
             ),
+            // Prompts carry messages, and completion shows chat names.
+            (
+                r#"{"jsonrpc":"2.0","id":7,"method":"prompts/get","params":{"name":"catch_up"}}"#
+                    .to_owned(),
+                &[Scope::Read],
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":8,"method":"completion/complete","params":{}}"#.to_owned(),
+                &[Scope::Read],
+            ),
             // A method this reader cannot make out needs every scope.
             (
                 r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","method":"tools/call"}"#

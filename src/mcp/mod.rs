@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod output;
 pub mod params;
 pub mod policy;
+pub mod prompts;
 pub mod sse;
 pub mod stdio;
 pub mod tools;

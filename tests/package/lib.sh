@@ -35,8 +35,9 @@ wait_for() {
 # Packages the test root filesystem carries beyond minbase: systemd as init,
 # curl to talk to the sockets from inside the private network namespace, ufw
 # for the profile check, iproute2 to give loopback a non-loopback address,
-# passwd (useradd, usermod) for the local users who try the Unix socket.
-ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,curl,ufw,iproute2,passwd
+# passwd (useradd, usermod) for the local users who try the Unix socket,
+# OpenSSH for README's `ssh HOST whatsapp-mcp stdio` between two containers.
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,curl,ufw,iproute2,passwd,openssh-server,openssh-client
 
 NSPAWN_PID=""
 LEADER=""
@@ -92,25 +93,26 @@ system_state_settled() {
 
 nspawn_gone() { ! kill -0 "$NSPAWN_PID" 2>/dev/null; }
 
-# boot_container SUITE: unpack the suite's root filesystem and boot it with
-# systemd as PID 1, its own network namespace (only loopback), and the
-# directory holding the .deb mounted read-only at /debs.
+# boot_container SUITE [NAME]: unpack the suite's root filesystem and boot it
+# with systemd as PID 1, its own network namespace (only loopback), and the
+# directory holding the .deb mounted read-only at /debs. NAME (default SUITE)
+# tells apart two machines of one suite.
 boot_container() {
-    local suite=$1 tarball rootdir state
+    local suite=$1 name=${2:-$1} tarball rootdir state
     tarball=$(rootfs_tarball "$suite") || return 1
-    rootdir="$WORK/root-$suite"
+    rootdir="$WORK/root-$name"
     mkdir -p "$rootdir"
     tar --zstd -xf "$tarball" -C "$rootdir" || return 1
-    CT_NAME="wamcp-$suite"
+    CT_NAME="wamcp-$name"
     # --keep-unit: no D-Bus on the host to register a scope with.
     systemd-nspawn -D "$rootdir" --boot --register=no --keep-unit \
         --private-network -M "$CT_NAME" --console=read-only \
         --bind-ro="$(dirname "$DEB")":/debs \
-        </dev/null >"$WORK/console-$suite.log" 2>&1 &
+        </dev/null >"$WORK/console-$name.log" 2>&1 &
     NSPAWN_PID=$!
     if ! wait_for 30 find_leader; then
         echo "    no systemd inside the container; console:" >&2
-        sed 's/^/    /' "$WORK/console-$suite.log" >&2
+        sed 's/^/    /' "$WORK/console-$name.log" >&2
         return 1
     fi
     # Right after PID 1 starts, its control socket may not exist yet and
@@ -121,9 +123,9 @@ boot_container() {
     fi
     state=$BOOT_STATE
     case "$state" in
-        running) pass "[$suite] container booted, systemd is running" ;;
+        running) pass "[$name] container booted, systemd is running" ;;
         degraded)
-            pass "[$suite] container booted (degraded: $(in_ct systemctl list-units --failed --plain --no-legend | awk '{ print $1 }' | tr '\n' ' '))"
+            pass "[$name] container booted (degraded: $(in_ct systemctl list-units --failed --plain --no-legend | awk '{ print $1 }' | tr '\n' ' '))"
             ;;
         *)
             echo "    systemctl is-system-running said '$state'" >&2
@@ -145,7 +147,41 @@ stop_container() {
     NSPAWN_PID="" LEADER=""
 }
 
+# A second machine beside the one under test, for what crosses a network:
+# booted like it, its PID 1 in PEER_LEADER, reached with in_peer.
+PEER_NSPAWN_PID=""
+PEER_LEADER=""
+
+# boot_peer SUITE: boots the second machine and links the two with a veth
+# pair, 10.231.0.1 (the machine under test) and 10.231.0.2 (the peer).
+boot_peer() {
+    local suite=$1 saved_pid=$NSPAWN_PID saved_leader=$LEADER saved_name=$CT_NAME ok=0
+    boot_container "$suite" "$suite-peer" && ok=1
+    PEER_NSPAWN_PID=$NSPAWN_PID PEER_LEADER=$LEADER
+    NSPAWN_PID=$saved_pid LEADER=$saved_leader CT_NAME=$saved_name
+    [ "$ok" = 1 ] || return 1
+    ip link add wamcp-a type veth peer name wamcp-b &&
+        ip link set wamcp-a netns "$LEADER" && ip link set wamcp-b netns "$PEER_LEADER" &&
+        in_ct ip addr add 10.231.0.1/24 dev wamcp-a && in_ct ip link set wamcp-a up &&
+        in_peer ip addr add 10.231.0.2/24 dev wamcp-b && in_peer ip link set wamcp-b up
+}
+
+in_peer() {
+    nsenter -t "$PEER_LEADER" -a -- env -i \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LC_ALL=C.UTF-8 TERM=dumb HOME=/root "$@"
+}
+
+stop_peer() {
+    local saved_pid=$NSPAWN_PID saved_leader=$LEADER
+    NSPAWN_PID=$PEER_NSPAWN_PID LEADER=$PEER_LEADER
+    stop_container
+    NSPAWN_PID=$saved_pid LEADER=$saved_leader
+    PEER_NSPAWN_PID="" PEER_LEADER=""
+}
+
 cleanup() {
+    [ -n "$PEER_NSPAWN_PID" ] && stop_peer
     stop_container
     if [ "${WHATSAPP_MCP_TEST_KEEP:-0}" = 1 ]; then
         echo "work directory kept: $WORK"

@@ -452,6 +452,7 @@ check_local_access() {
 
     check_stdio_as "$s" alice
     check_shared_dirs "$s"
+    check_ssh_client "$s"
 
     # The daemon logs each local client by the uid the kernel gives for the
     # connection: alice's own, which it only sees without PrivateUsers=.
@@ -488,11 +489,68 @@ check_shared_dirs() {
     in_ct rm -f "$state/outbox/from-alice.txt"
 }
 
+# README's ssh entry, from a second machine: root there runs the entry's
+# command (`ssh -T USER@HOST whatsapp-mcp stdio`, with alice and this machine's
+# address) with an MCP exchange on its input; alice's stdio relay reaches the
+# service through the local socket, so no port is opened and no token used.
+check_ssh_client() {
+    local s=$1 args out rc tools key
+    args=$(awk '/<!-- tested: ssh -->/ { f = 1; next } f && /^```json/ { g = 1; next } g && /^```/ { exit } g' \
+        "$ROOT/README.md" | jq -r '.mcpServers.whatsapp | [.command] + .args | join(" ")' 2>/dev/null)
+    if [ -z "$args" ]; then
+        fail "[$s] README has no JSON block marked 'tested: ssh'"
+        return
+    fi
+    args=${args//USER@HOST/alice@10.231.0.1}
+    if ! boot_peer "$s" >"$WORK/peer-$s.log" 2>&1; then
+        fail "[$s] a second machine for the ssh client:"
+        sed 's/^/    /' "$WORK/peer-$s.log"
+        [ -n "$PEER_NSPAWN_PID" ] && stop_peer
+        return
+    fi
+    # The peer's key in alice's authorized_keys, this machine's host key in the
+    # peer's known_hosts: nothing is accepted blindly.
+    in_peer sh -c 'mkdir -p -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519'
+    key=$(in_peer cat /root/.ssh/id_ed25519.pub)
+    in_ct sh -c "install -d -o alice -g alice -m 700 /home/alice/.ssh &&
+        echo '$key' >/home/alice/.ssh/authorized_keys && chown alice /home/alice/.ssh/authorized_keys"
+    in_ct systemctl start ssh.service >/dev/null 2>&1
+    in_peer sh -c "echo '10.231.0.1 $(in_ct cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)' >/root/.ssh/known_hosts"
+    out="$WORK/ssh-$s.out"
+    : >"$out"
+    # shellcheck disable=SC2086 # the entry's command and arguments, one word each
+    mcp_session "$out" 60 '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_sync_status","arguments":{}}}' |
+        in_peer timeout 90 $args >"$out" 2>"$out.err"
+    rc=${PIPESTATUS[1]}
+    if [ "$rc" = 0 ] &&
+        jq -se 'map(select(.id == 1)) | first | .result.serverInfo.name | type == "string"' "$out" >/dev/null 2>&1 &&
+        jq -se 'map(select(.id == 2)) | first | .result != null and (.result.isError // false) == false' \
+            "$out" >/dev/null 2>&1; then
+        pass "[$s] README's ssh entry from a second machine ($args): initialize and a tool call through alice's local socket, exit 0"
+    else
+        fail "[$s] ssh client ($args): exit $rc; stdout and stderr:"
+        head -c 600 "$out" | sed 's/^/    /'
+        head -c 600 "$out.err" | sed 's/^/    /'
+    fi
+    stop_peer
+}
+
 # journal_has_local_uid UID: the service logged a local connection from UID.
 journal_has_local_uid() {
     in_ct journalctl -u whatsapp-mcp.service -o json --no-pager >"$WORK/journal-local-$s.json" 2>/dev/null
     jq -se --arg uid "$1" 'map(select(.MESSAGE == "local connection" and .F_UID == $uid)) | length > 0' \
         "$WORK/journal-local-$s.json" >/dev/null 2>&1
+}
+
+# mcp_session OUT SECONDS REQUEST: what a client writes to a stdio server:
+# initialize, initialized and REQUEST (id 2); the input stays open until the
+# answer to id 2 is in OUT or SECONDS pass (a bounded poll), then ends.
+mcp_session() {
+    local out=$1 deadline=$((SECONDS + $2))
+    printf '%s\n%s\n%s\n' \
+        '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}' \
+        '{"jsonrpc":"2.0","method":"notifications/initialized"}' "$3"
+    until grep -q '"id": *2[,}]' "$out" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.2; done
 }
 
 # check_stdio_as SUITE USER: `whatsapp-mcp stdio` run by USER answers an MCP
@@ -502,15 +560,9 @@ journal_has_local_uid() {
 check_stdio_as() {
     local s=$1 user=$2 out rc tools
     out="$WORK/stdio-$user-$s.out"
-    local init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'
-    local initialized='{"jsonrpc":"2.0","method":"notifications/initialized"}'
-    local list='{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
     : >"$out"
-    {
-        printf '%s\n%s\n%s\n' "$init" "$initialized" "$list"
-        local deadline=$((SECONDS + 30))
-        until grep -q '"id": *2[,}]' "$out" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.2; done
-    } | in_ct timeout 60 runuser -u "$user" -- whatsapp-mcp stdio >"$out" 2>"$out.err"
+    mcp_session "$out" 30 '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' |
+        in_ct timeout 60 runuser -u "$user" -- whatsapp-mcp stdio >"$out" 2>"$out.err"
     rc=${PIPESTATUS[1]}
     tools=$(jq -s 'map(select(.id == 2)) | first | .result.tools | length' "$out" 2>/dev/null)
     if [ "$rc" = 0 ] &&
