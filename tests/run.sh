@@ -24,7 +24,8 @@ step() { printf '\n=== %s\n' "$*"; }
 # converts voice notes, and ip (iproute2) for the network namespaces of tests/remote_access.rs
 # and tests/reverse_proxy.rs; the latter also runs nginx (package `nginx`: on bookworm
 # `nginx-light` only pulls it in with an extra module) with a certificate from openssl.
-# Node.js's npx (package npm) runs README's mcp-remote entry in tests/python.
+# Node.js and npm (package npm) run README's mcp-remote entry and the official TypeScript SDK
+# in tests/python.
 need=()
 for pair in systemd-socket-activate:systemd /lib/systemd/systemd-journald:systemd \
     systemd-cat:systemd unshare:util-linux curl:curl stat:coreutils \

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,6 +111,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+NPM_DIR = ROOT / "target" / "npm-clients"
+
+
+def npm_install(spec: str) -> Path:
+    """target/npm-clients with the npm package `spec` (NAME@VERSION) in its node_modules,
+    installed from the registry when it is not there yet at that version."""
+    for tool in ("node", "npm", "npx"):
+        assert shutil.which(tool), f"{tool} is not installed (tests/run.sh installs Node.js)"
+    name, version = spec.rsplit("@", 1)
+    installed = NPM_DIR / "node_modules" / name / "package.json"
+    if not installed.exists() or json.loads(installed.read_text())["version"] != version:
+        NPM_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", spec],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=600,
+        )
+    return NPM_DIR
 
 
 class Sandbox:

@@ -15,20 +15,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from conftest import ADA, ROOT, Daemon, Sandbox, _session, connect
+from conftest import ADA, ROOT, Daemon, Sandbox, _session, connect, npm_install
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "client-setup-token-0123456789abcdef"
 MCP_REMOTE = "mcp-remote@0.15.1"
-NPM_DIR = ROOT / "target" / "npm-clients"
 
 
 def readme_config(marker: str) -> dict:
@@ -56,19 +54,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def npm_dir() -> Path:
     """target/npm-clients with the pinned mcp-remote in its node_modules."""
-    for tool in ("node", "npm", "npx"):
-        assert shutil.which(tool), f"{tool} is not installed (tests/run.sh installs Node.js)"
-    installed = NPM_DIR / "node_modules" / "mcp-remote" / "package.json"
-    wanted = MCP_REMOTE.split("@", 1)[1]
-    if not installed.exists() or json.loads(installed.read_text())["version"] != wanted:
-        NPM_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", MCP_REMOTE],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=600,
-        )
-    return NPM_DIR
+    return npm_install(MCP_REMOTE)
 
 
 def mcp_remote_params(daemon: Daemon, npm_dir: Path, config_dir: Path, drop: str = "") -> StdioServerParameters:

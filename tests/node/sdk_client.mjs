@@ -1,0 +1,49 @@
+// A client made with the official TypeScript MCP SDK, run by tests/python/test_typescript_sdk.py:
+// connects over the transport named on the command line, uses tools, prompts and completion,
+// and prints what it saw as one JSON object on stdout.
+//
+//   node sdk_client.mjs http URL TOKEN
+//   node sdk_client.mjs sse URL TOKEN
+//   node sdk_client.mjs stdio BINARY   (environment from the caller)
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const [kind, target, token] = process.argv.slice(2);
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+let transport;
+if (kind === "http") {
+  transport = new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } });
+} else if (kind === "sse") {
+  transport = new SSEClientTransport(new URL(target), {
+    requestInit: { headers },
+    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...headers } }) },
+  });
+} else if (kind === "stdio") {
+  transport = new StdioClientTransport({ command: target, args: ["stdio"], env: process.env, stderr: "inherit" });
+} else {
+  throw new Error(`unknown transport ${kind}`);
+}
+
+const client = new Client({ name: "typescript-sdk-test", version: "1.0.0" });
+await client.connect(transport);
+const seen = { server: client.getServerVersion()?.name };
+seen.tools = (await client.listTools()).tools.map((tool) => tool.name).sort();
+const chats = await client.callTool({ name: "list_chats", arguments: {} });
+seen.chats = chats.structuredContent?.chats?.map((chat) => chat.jid) ?? [];
+const sent = await client.callTool({
+  name: "send_message",
+  arguments: { recipient: process.env.SEND_TO, message: `from the TypeScript SDK over ${kind}` },
+});
+seen.sent = !sent.isError;
+seen.prompts = (await client.listPrompts()).prompts.map((prompt) => prompt.name).sort();
+const prompt = await client.getPrompt({ name: "summarize_chat", arguments: { chat_jid: process.env.SEND_TO, limit: "5" } });
+seen.prompt = JSON.parse(prompt.messages[1].content.text);
+const completed = await client.complete({
+  ref: { type: "ref/prompt", name: "summarize_chat" },
+  argument: { name: "chat_jid", value: process.env.COMPLETE },
+});
+seen.completion = completed.completion.values;
+await client.close();
+process.stdout.write(JSON.stringify(seen) + "\n");

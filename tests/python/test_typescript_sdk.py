@@ -1,0 +1,80 @@
+"""The official TypeScript MCP SDK (from npm, at a pinned version) against the real binary:
+tests/node/sdk_client.mjs connects over Streamable HTTP, legacy SSE and the stdio relay, lists
+and calls tools (one message sent, then found in the archive), gets a prompt and completes a chat
+argument; this test checks what it printed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ADA, BINARY, ROOT, Daemon, Sandbox, connect, npm_install, _clean_environ
+
+pytestmark = pytest.mark.anyio
+
+SDK = "@modelcontextprotocol/sdk@1.32.2"
+TOKEN = "typescript-sdk-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    sandbox = Sandbox(tmp_path_factory.mktemp("typescript"), WHATSAPP_MCP_TOKEN=TOKEN)
+    daemon = Daemon(sandbox).start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def script() -> str:
+    directory = npm_install(SDK)
+    # Node looks for packages beside the script, so it runs from there.
+    target = directory / "sdk_client.mjs"
+    shutil.copyfile(ROOT / "tests" / "node" / "sdk_client.mjs", target)
+    return str(target)
+
+
+@pytest.mark.parametrize("transport", ["http", "sse", "stdio"])
+async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
+    daemon: Daemon, script: str, transport: str
+) -> None:
+    env = _clean_environ() | {"SEND_TO": ADA, "COMPLETE": "Ada"}
+    if transport == "http":
+        args = [f"{daemon.mcp_base}/mcp", TOKEN]
+    elif transport == "sse":
+        args = [f"{daemon.mcp_base}/sse", TOKEN]
+    else:
+        args = [str(BINARY)]
+        env |= daemon.sandbox.env | {
+            "WHATSAPP_BRIDGE_URL": daemon.bridge_url,
+            "WHATSAPP_MCP_TOKEN": TOKEN,
+        }
+    with open(daemon.sandbox.stderr_path(f"node-{transport}"), "w") as errors:
+        done = subprocess.run(
+            ["node", script, transport, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            timeout=120,
+        )
+    log = daemon.sandbox.stderr_path(f"node-{transport}").read_text()
+    assert done.returncode == 0, log[-3000:]
+    seen = json.loads(done.stdout)
+    assert seen["server"] == "whatsapp-mcp", seen
+    assert "send_message" in seen["tools"] and len(seen["tools"]) == 21, seen["tools"]
+    assert ADA in seen["chats"], seen
+    assert seen["sent"] is True, seen
+    assert seen["prompts"] == ["catch_up", "daily_digest", "summarize_chat"], seen
+    assert seen["prompt"]["count"] == 5, seen["prompt"]
+    assert {m["chat_jid"] for m in seen["prompt"]["messages"]} == {ADA}
+    assert ADA in seen["completion"], seen
+    # The message it sent is in the archive, once.
+    async with connect("http", daemon.sandbox, daemon, headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+        found = await session.call_tool("list_messages", {"chat_jid": ADA, "query": "TypeScript"})
+        texts = [m["text"] for m in found.structured_content["messages"]]
+    assert texts.count(f"from the TypeScript SDK over {transport}") == 1, texts
