@@ -8,7 +8,7 @@ use std::sync::Arc;
 use whatsapp_mcp::config::DatabaseUrl;
 use whatsapp_mcp::engine::fake::{Action, DEMO_ADA, DEMO_ADA_LID, DEMO_GROUP, FakeEngine};
 use whatsapp_mcp::engine::ingest::{EngineEvent, Ingest};
-use whatsapp_mcp::engine::{Engine, EngineError, MediaKind, OutgoingFile};
+use whatsapp_mcp::engine::{Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
 use whatsapp_mcp::jid::Jid;
 use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
 use whatsapp_mcp::store::model::{ChatQuery, MessageQuery, Page};
@@ -115,7 +115,7 @@ async fn sends_are_archived_and_recorded(postgres: bool) {
     let ada = jid(DEMO_ADA);
     let err = rig
         .engine
-        .send_text(ada.clone(), "hi".to_owned(), None)
+        .send_text(ada.clone(), OutgoingText::plain("hi"))
         .await
         .unwrap_err();
     assert_eq!(err, EngineError::NotLinked);
@@ -124,8 +124,10 @@ async fn sends_are_archived_and_recorded(postgres: bool) {
         .engine
         .send_text(
             ada.clone(),
-            "On my way".to_owned(),
-            Some("DEMO-A1".to_owned()),
+            OutgoingText {
+                reply_to: Some("DEMO-A1".to_owned()),
+                ..OutgoingText::plain("On my way")
+            },
         )
         .await
         .unwrap();
@@ -237,7 +239,7 @@ async fn connection_trouble_is_published(postgres: bool) {
     assert_eq!(rig.status.snapshot().state, LinkState::Disconnected);
     let err = rig
         .engine
-        .send_text(jid(DEMO_ADA), "x".to_owned(), None)
+        .send_text(jid(DEMO_ADA), OutgoingText::plain("x"))
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::Disconnected(_)), "{err}");

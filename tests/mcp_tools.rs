@@ -345,10 +345,25 @@ async fn acting_tools_reach_the_engine_and_sent_messages_are_archived() {
     let reply = c
         .ok(
             "reply_to_message",
-            json!({"chat_jid": ALICE, "message_id": "A1", "message": "Yes!"}),
+            json!({"chat_jid": ALICE, "message_id": "A1", "message": "Yes! @31622222222 comes too",
+                   "mentions": ["+31 6 2222 2222", BOB]}),
         )
         .await;
     assert_eq!(reply["sent"], true);
+    // A mention must show in the text, and only people can be mentioned; nothing goes out.
+    for (mentions, says) in [
+        (json!([ALICE]), "write @31611111111 where the mention"),
+        (json!([GROUP]), "is not a person"),
+        (json!(["not a number"]), "mentions:"),
+    ] {
+        let refused = c
+            .tool_error(
+                "send_message",
+                json!({"recipient": GROUP, "message": "hello @31622222222", "mentions": mentions}),
+            )
+            .await;
+        assert!(refused.contains(says), "{refused}");
+    }
     let reaction = c
         .ok(
             "send_reaction",
@@ -388,12 +403,14 @@ async fn acting_tools_reach_the_engine_and_sent_messages_are_archived() {
             Call::Text {
                 to: ALICE.into(),
                 text: "On my way".into(),
-                reply_to: None
+                reply_to: None,
+                mentions: vec![]
             },
             Call::Text {
                 to: BOB.into(),
                 text: "hi".into(),
-                reply_to: None
+                reply_to: None,
+                mentions: vec![]
             },
             Call::File {
                 to: GROUP.into(),
@@ -406,8 +423,9 @@ async fn acting_tools_reach_the_engine_and_sent_messages_are_archived() {
             },
             Call::Text {
                 to: ALICE.into(),
-                text: "Yes!".into(),
-                reply_to: Some("A1".into())
+                text: "Yes! @31622222222 comes too".into(),
+                reply_to: Some("A1".into()),
+                mentions: vec![BOB.into()]
             },
             Call::React {
                 chat: GROUP.into(),

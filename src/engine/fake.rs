@@ -12,7 +12,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::ingest::{DEFAULT_QR_VALIDITY_SECS, EngineEvent, HistoryConversation, Ingest};
-use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
+use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
 use crate::jid::Jid;
 use crate::state::{Account, LinkState};
 use crate::store::StoreError;
@@ -25,6 +25,7 @@ pub enum Action {
         to: String,
         text: String,
         reply_to: Option<String>,
+        mentions: Vec<String>,
     },
     SendFile {
         to: String,
@@ -600,21 +601,17 @@ const SAMPLE_TEXTS: &[&str] = &[
 
 #[async_trait::async_trait]
 impl Engine for FakeEngine {
-    async fn send_text(
-        &self,
-        to: Jid,
-        text: String,
-        reply_to: Option<String>,
-    ) -> Result<Message, EngineError> {
+    async fn send_text(&self, to: Jid, text: OutgoingText) -> Result<Message, EngineError> {
         self.require_connected()?;
         self.record(Action::SendText {
             to: to.to_string(),
-            text: text.clone(),
-            reply_to: reply_to.clone(),
+            text: text.text.clone(),
+            reply_to: text.reply_to.clone(),
+            mentions: text.mentions.iter().map(ToString::to_string).collect(),
         });
         self.store_sent(NewMessage {
-            text: Some(text),
-            quoted_id: reply_to,
+            text: Some(text.text),
+            quoted_id: text.reply_to,
             ..NewMessage::ours(to, String::new())
         })
         .await

@@ -90,6 +90,27 @@ impl MediaKind {
     }
 }
 
+/// A text message to send.
+#[derive(Clone, Debug)]
+pub struct OutgoingText {
+    pub text: String,
+    /// The id of the message in the same chat this one replies to.
+    pub reply_to: Option<String>,
+    /// The people mentioned; each appears in `text` as `@` and their number.
+    pub mentions: Vec<Jid>,
+}
+
+impl OutgoingText {
+    /// Plain text: no reply, no mentions.
+    pub fn plain(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            reply_to: None,
+            mentions: Vec::new(),
+        }
+    }
+}
+
 /// A file to send, already checked to be inside the outbox and within the size limit, and held
 /// open since that check: what goes out is the file that was checked, even if its path is
 /// replaced (by a symlink to something private, say) before the engine gets to it.
@@ -182,12 +203,7 @@ pub struct DownloadedMedia {
 pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Sends a text message, optionally as a reply to `reply_to` (a message id in that chat).
     /// Returns the message as stored in the archive.
-    async fn send_text(
-        &self,
-        to: Jid,
-        text: String,
-        reply_to: Option<String>,
-    ) -> Result<Message, EngineError>;
+    async fn send_text(&self, to: Jid, text: OutgoingText) -> Result<Message, EngineError>;
 
     /// Sends an image, video, audio file or document, with an optional caption.
     async fn send_file(
@@ -353,12 +369,7 @@ impl NoEngine {
 
 #[async_trait::async_trait]
 impl Engine for NoEngine {
-    async fn send_text(
-        &self,
-        _: Jid,
-        _: String,
-        _: Option<String>,
-    ) -> Result<Message, EngineError> {
+    async fn send_text(&self, _: Jid, _: OutgoingText) -> Result<Message, EngineError> {
         self.refuse()
     }
 
@@ -420,7 +431,7 @@ mod tests {
         let engine = NoEngine::new("the engine is not part of this version");
         let jid = Jid::parse("31611111111").unwrap();
         let err = engine
-            .send_text(jid, "hi".to_owned(), None)
+            .send_text(jid, OutgoingText::plain("hi"))
             .await
             .unwrap_err();
         assert!(

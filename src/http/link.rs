@@ -203,8 +203,7 @@ mod tests {
         async fn send_text(
             &self,
             _: Jid,
-            _: String,
-            _: Option<String>,
+            _: crate::engine::OutgoingText,
         ) -> Result<Message, EngineError> {
             Err(EngineError::NotLinked)
         }

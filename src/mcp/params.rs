@@ -162,6 +162,10 @@ pub struct SendMessageParams {
     pub recipient: String,
     /// The text to send.
     pub message: String,
+    /// People to mention (phone numbers in international format or contact JIDs); each must
+    /// appear in `message` as `@` followed by their number, where the mention should show.
+    #[serde(default)]
+    pub mentions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -246,6 +250,9 @@ pub struct ReplyParams {
     pub message_id: String,
     /// The text of the reply.
     pub message: String,
+    /// People to mention, as for `send_message`: each as `@` and their number in `message`.
+    #[serde(default)]
+    pub mentions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

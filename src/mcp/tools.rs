@@ -37,7 +37,7 @@ use super::policy::{self, RecipientPolicy};
 use crate::access::Grant;
 use crate::app::AppContext;
 use crate::config::Scope;
-use crate::engine::{EngineError, OutgoingFile};
+use crate::engine::{EngineError, OutgoingFile, OutgoingText};
 use crate::jid::{ChatKind, Jid};
 use crate::report;
 use crate::store::StoreError;
@@ -115,6 +115,39 @@ fn archive_error(err: StoreError) -> ToolError {
 }
 
 /// Parses an address argument, naming the argument and the tools that find valid ones.
+/// Most people one message may mention.
+const MAX_MENTIONS: usize = 64;
+
+/// The people `text` mentions: each entry a person (phone number or contact JID) whose number
+/// appears in `text` as `@` and the number, which is where WhatsApp shows the mention.
+fn mentions(text: &str, requested: &[String]) -> Result<Vec<Jid>, ToolError> {
+    if requested.len() > MAX_MENTIONS {
+        return Err(ToolError(format!(
+            "mentions: {} people, at most {MAX_MENTIONS} may be mentioned in one message",
+            requested.len()
+        )));
+    }
+    let mut jids: Vec<Jid> = Vec::with_capacity(requested.len());
+    for entry in requested {
+        let jid = parse_jid("mentions", entry)?;
+        if jid.chat_kind() != ChatKind::Direct {
+            return Err(ToolError(format!(
+                "mentions: {jid} is not a person; only people can be mentioned"
+            )));
+        }
+        let tag = format!("@{}", jid.user());
+        if !text.contains(&tag) {
+            return Err(ToolError(format!(
+                "mentions: {jid} is not in the message; write {tag} where the mention should appear"
+            )));
+        }
+        if !jids.contains(&jid) {
+            jids.push(jid);
+        }
+    }
+    Ok(jids)
+}
+
 fn parse_jid(field: &str, input: &str) -> Result<Jid, ToolError> {
     Jid::parse(input).map_err(|err| {
         ToolError(format!(
@@ -600,11 +633,13 @@ impl WhatsAppTools {
     ) -> Result<Json<SentOut>, ToolError> {
         nonempty("message", &p.message)?;
         let to = self.recipient("recipient", &p.recipient).await?;
-        let message = self
-            .ctx
-            .engine
-            .send_text(to.clone(), p.message, None)
-            .await?;
+        let mentions = mentions(&p.message, &p.mentions)?;
+        let text = OutgoingText {
+            text: p.message,
+            reply_to: None,
+            mentions,
+        };
+        let message = self.ctx.engine.send_text(to.clone(), text).await?;
         tracing::info!(tool = "send_message", to = %to, "message sent");
         self.sent(message).await
     }
@@ -907,6 +942,7 @@ impl WhatsAppTools {
     ) -> Result<Json<SentOut>, ToolError> {
         nonempty("message", &p.message)?;
         let chat = self.recipient("chat_jid", &p.chat_jid).await?;
+        let mentions = mentions(&p.message, &p.mentions)?;
         match self
             .ctx
             .store
@@ -922,11 +958,12 @@ impl WhatsAppTools {
             }
             Err(err) => return Err(archive_error(err)),
         }
-        let message = self
-            .ctx
-            .engine
-            .send_text(chat.clone(), p.message, Some(p.message_id))
-            .await?;
+        let text = OutgoingText {
+            text: p.message,
+            reply_to: Some(p.message_id),
+            mentions,
+        };
+        let message = self.ctx.engine.send_text(chat.clone(), text).await?;
         tracing::info!(tool = "reply_to_message", to = %chat, "reply sent");
         self.sent(message).await
     }

@@ -17,7 +17,9 @@ use tower::ServiceExt;
 use whatsapp_mcp::access::AccessPolicy;
 use whatsapp_mcp::app::AppContext;
 use whatsapp_mcp::config::{Config, Secret};
-use whatsapp_mcp::engine::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
+use whatsapp_mcp::engine::{
+    DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText,
+};
 use whatsapp_mcp::jid::Jid;
 use whatsapp_mcp::mcp::{Endpoint, Options};
 use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
@@ -37,6 +39,7 @@ pub enum Call {
         to: String,
         text: String,
         reply_to: Option<String>,
+        mentions: Vec<String>,
     },
     File {
         to: String,
@@ -115,19 +118,15 @@ impl RecordingEngine {
 
 #[async_trait::async_trait]
 impl Engine for RecordingEngine {
-    async fn send_text(
-        &self,
-        to: Jid,
-        text: String,
-        reply_to: Option<String>,
-    ) -> Result<Message, EngineError> {
+    async fn send_text(&self, to: Jid, text: OutgoingText) -> Result<Message, EngineError> {
         let id = self.next_id();
         self.calls.lock().unwrap().push(Call::Text {
             to: to.to_string(),
-            text: text.clone(),
-            reply_to,
+            text: text.text.clone(),
+            reply_to: text.reply_to,
+            mentions: text.mentions.iter().map(ToString::to_string).collect(),
         });
-        Ok(self.archive(&to, id, Some(text), None).await)
+        Ok(self.archive(&to, id, Some(text.text), None).await)
     }
 
     async fn send_file(

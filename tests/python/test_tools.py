@@ -68,14 +68,19 @@ INPUTS: dict[str, dict[str, object]] = {
         "before": "integer",
         "after": "integer",
     },
-    "send_message": {"recipient!": "string", "message!": "string"},
+    "send_message": {"recipient!": "string", "message!": "string", "mentions": "array:string"},
     "send_file": {"recipient!": "string", "media_path!": "string", "caption": OPT_STR},
     "send_audio_message": {"recipient!": "string", "media_path!": "string"},
     "download_media": {"message_id!": "string", "chat_jid!": "string"},
     "get_sync_status": {},
     "send_reaction": {"chat_jid!": "string", "message_id!": "string", "emoji!": "string"},
     "mark_read": {"chat_jid!": "string", "message_ids!": "array:string"},
-    "reply_to_message": {"chat_jid!": "string", "message_id!": "string", "message!": "string"},
+    "reply_to_message": {
+        "chat_jid!": "string",
+        "message_id!": "string",
+        "message!": "string",
+        "mentions": "array:string",
+    },
     "list_groups": {"query": OPT_STR, "limit": "integer", "page": "integer"},
     "get_group": {"group_jid!": "string"},
     "request_history": {"chat_jid!": "string", "count": "integer"},
@@ -436,6 +441,18 @@ async def test_send_message_is_archived_as_our_own(server: Server) -> None:
     assert found["messages"][0]["from_me"] is True
     chats = await server.call("list_chats")
     assert chats["chats"][0]["jid"] == ADA and chats["count"] == 3
+
+
+async def test_a_group_message_mentions_people_written_in_its_text(server: Server) -> None:
+    text = f"@{BOB_PHONE} and @{ADA_PHONE}, dinner at eight?"
+    sent = await server.call(
+        "send_message", {"recipient": GROUP, "message": text, "mentions": [BOB, f"+{ADA_PHONE}"]}
+    )
+    assert sent["message"]["chat_jid"] == GROUP and sent["message"]["text"] == text
+    refused = await server.fail(
+        "send_message", {"recipient": GROUP, "message": "dinner?", "mentions": [BOB]}
+    )
+    assert f"write @{BOB_PHONE} where the mention should appear" in refused, refused
 
 
 async def test_send_message_to_a_lid_goes_to_the_phone_number(server: Server) -> None:

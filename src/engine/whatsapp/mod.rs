@@ -31,7 +31,7 @@ use whatsapp_rust::upload::{UploadOptions, UploadResponse};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::ingest::{EngineEvent, Ingest};
-use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile};
+use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
 use crate::config::DatabaseUrl;
 use crate::jid::{ChatKind, Jid};
 use crate::state::LinkState;
@@ -325,28 +325,33 @@ fn uploaded_media(
 
 #[async_trait::async_trait]
 impl Engine for WhatsAppEngine {
-    async fn send_text(
-        &self,
-        to: Jid,
-        text: String,
-        reply_to: Option<String>,
-    ) -> Result<Message, EngineError> {
+    async fn send_text(&self, to: Jid, text: OutgoingText) -> Result<Message, EngineError> {
         let client = self.connected().await?;
-        let message = match &reply_to {
-            Some(quoted) => wa::Message {
+        let OutgoingText {
+            text,
+            reply_to,
+            mentions,
+        } = text;
+        let message = if reply_to.is_none() && mentions.is_empty() {
+            wa::Message {
+                conversation: Some(text.clone()),
+                ..Default::default()
+            }
+        } else {
+            // A quote and mentions both live in the text message's context.
+            let mut context = match &reply_to {
+                Some(quoted) => self.quote_context(&client, &to, quoted).await?,
+                None => wa::ContextInfo::default(),
+            };
+            context.mentioned_jid = mentions.iter().map(ToString::to_string).collect();
+            wa::Message {
                 extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
                     text: Some(text.clone()),
-                    context_info: MessageField::some(
-                        self.quote_context(&client, &to, quoted).await?,
-                    ),
+                    context_info: MessageField::some(context),
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
-            None => wa::Message {
-                conversation: Some(text.clone()),
-                ..Default::default()
-            },
+            }
         };
         let id = Self::send(&client, &to, message).await?;
         self.store_sent(NewMessage {
