@@ -221,7 +221,7 @@ pub const SETTINGS: &[Setting] = &[
         kind: "absolute path",
         default: "DATA_DIR/media",
         doc: "Downloaded media is written here and nowhere else. At its default place the \
-              service keeps it 2750 and its files 0640, for the members of its group.",
+              service keeps it 0750 and its files 0640, for the members of its group.",
     },
     Setting {
         key: "paths.outbox_dir",
@@ -229,7 +229,7 @@ pub const SETTINGS: &[Setting] = &[
         kind: "absolute path",
         default: "DATA_DIR/outbox",
         doc: "send_file and send_audio_message read files from here only. At its default \
-              place the service creates it 2770, so members of its group can drop files in.",
+              place the service creates it 0770, so members of its group can drop files in.",
     },
     Setting {
         key: "log.level",

@@ -12,10 +12,13 @@
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
-/// Members of the group may add and remove files; new files take the directory's group.
-pub const OUTBOX_MODE: u32 = 0o2770;
-/// Members of the group may read; only the service writes. Files in it are [`MEDIA_FILE_MODE`].
-pub const MEDIA_MODE: u32 = 0o2750;
+/// Members of the group may add and remove files. No setgid bit: the unit's
+/// `RestrictSUIDSGID=` refuses it, so a file dropped here keeps its maker's group and must be
+/// readable by others (the usual 0644) for the service to send it.
+pub const OUTBOX_MODE: u32 = 0o770;
+/// Members of the group may read; only the service writes, and what it writes has its own
+/// group, `whatsapp-mcp`. Files in it are [`MEDIA_FILE_MODE`].
+pub const MEDIA_MODE: u32 = 0o750;
 /// A downloaded file: the service writes it, the group reads it.
 pub const MEDIA_FILE_MODE: u32 = 0o640;
 

@@ -466,15 +466,15 @@ check_local_access() {
 }
 
 # The outbox and the media directory are the group's: alice (in it) drops a
-# file into the outbox and lists the media, but lists nothing else in the state
+# file into the outbox that the service's user can read, and lists the media, but lists nothing else in the state
 # directory and reads neither the archive nor the session; bob (not in it)
 # reaches neither directory.
 check_shared_dirs() {
     local s=$1 state=/var/lib/whatsapp-mcp ok=1 why=""
-    [ "$(stat_of "$state/outbox")" = "directory 2770 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why outbox: $(stat_of "$state/outbox");"; }
-    [ "$(stat_of "$state/media")" = "directory 2750 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why media: $(stat_of "$state/media");"; }
+    [ "$(stat_of "$state/outbox")" = "directory 770 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why outbox: $(stat_of "$state/outbox");"; }
+    [ "$(stat_of "$state/media")" = "directory 750 whatsapp-mcp:whatsapp-mcp" ] || { ok=0; why="$why media: $(stat_of "$state/media");"; }
     as_user alice sh -c "echo to-send >$state/outbox/from-alice.txt" || { ok=0; why="$why alice cannot write to the outbox;"; }
-    [ "$(in_ct stat -c %G "$state/outbox/from-alice.txt" 2>/dev/null)" = whatsapp-mcp ] || { ok=0; why="$why alice's file is not in the group;"; }
+    as_user whatsapp-mcp cat "$state/outbox/from-alice.txt" >/dev/null 2>&1 || { ok=0; why="$why the service's user cannot read alice's file;"; }
     as_user alice ls "$state/media" >/dev/null 2>&1 || { ok=0; why="$why alice cannot list the media;"; }
     as_user alice ls "$state" >/dev/null 2>&1 && { ok=0; why="$why alice lists the state directory;"; }
     as_user alice sh -c "cat $state/*.db" >/dev/null 2>&1 && { ok=0; why="$why alice reads a database;"; }
@@ -482,7 +482,7 @@ check_shared_dirs() {
     as_user bob sh -c "echo x >$state/outbox/from-bob.txt" 2>/dev/null && { ok=0; why="$why bob writes to the outbox;"; }
     as_user bob ls "$state/media" >/dev/null 2>&1 && { ok=0; why="$why bob lists the media;"; }
     if [ "$ok" = 1 ]; then
-        pass "[$s] outbox (2770) and media (2750) are the group's: alice drops a file and lists media, but not the state directory or its databases; bob reaches neither"
+        pass "[$s] outbox (0770) and media (0750) are the group's: alice drops a file and lists media, but not the state directory or its databases; bob reaches neither"
     else
         fail "[$s] shared directories:$why"
     fi
@@ -670,7 +670,7 @@ check_upgrade_in_place() {
     in_ct rm -f /run/package-test-probe-stop
     probe_tcp_until_stopped >"$WORK/probe-$s.out" &
     probe=$!
-    if in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
+    if in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         -o Dpkg::Options::=--force-confold "/debs/$(basename "$UPGRADE_DEB")" >"$WORK/apt-up-$s.log" 2>&1 &&
         dpkg_ok "$WORK/apt-up-$s.log" && wait_for 30 is_active; then
         in_ct touch /run/package-test-probe-stop
