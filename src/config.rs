@@ -89,6 +89,26 @@ pub const SETTINGS: &[Setting] = &[
               format) or chat JIDs.",
     },
     Setting {
+        key: "mcp.confirm",
+        env: &["WHATSAPP_MCP_CONFIRM"],
+        kind: "\"never\", \"always\" or \"unlisted\"",
+        default: "never",
+        doc: "When a tool that acts (sends, reacts, edits, deletes, marks read, asks for history) \
+              first asks the person at the client to confirm its recipient and content: never; \
+              always; or unlisted, only for recipients not on mcp.allowed_recipients, who are \
+              then asked about instead of refused. A client that cannot ask (no MCP \
+              elicitation) gets the call refused wherever a question was due.",
+    },
+    Setting {
+        key: "mcp.image_size",
+        env: &["WHATSAPP_MCP_IMAGE_SIZE"],
+        kind: "pixels (64-4096), or 0",
+        default: "1024",
+        doc: "download_media answers an image with the picture itself, scaled down so its \
+              longer side is at most this many pixels, for models that can see; 0 leaves the \
+              picture out (the file's path and the resource link stay).",
+    },
+    Setting {
         key: "mcp.allowed_origins",
         env: &["WHATSAPP_MCP_ALLOWED_ORIGINS"],
         kind: "list of strings (comma-separated in the variable)",
@@ -471,6 +491,9 @@ pub struct Config {
     pub transport: Transport,
     pub read_only: bool,
     pub allowed_recipients: Vec<String>,
+    pub confirm: Confirm,
+    /// Longest side of the pictures `download_media` returns; 0: none.
+    pub image_size: u32,
     pub allowed_origins: Vec<String>,
     pub engine: EngineKind,
     pub token: Option<Secret>,
@@ -576,6 +599,8 @@ struct McpSection {
     transport: Option<String>,
     read_only: Option<bool>,
     allowed_recipients: Option<Vec<String>>,
+    confirm: Option<String>,
+    image_size: Option<u32>,
     allowed_origins: Option<Vec<String>>,
 }
 
@@ -595,6 +620,34 @@ pub enum EngineKind {
     None,
     /// The scripted engine of the tests (`fake-engine` builds only).
     Fake,
+}
+
+/// When an acting tool asks the person at the client before it acts (`mcp.confirm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confirm {
+    /// Never asks; the allow-list alone decides.
+    #[default]
+    Never,
+    /// Asks before every acting call (to allowed recipients only).
+    Always,
+    /// Asks only for recipients outside the allow-list, who are then asked about instead of
+    /// refused; the listed ones are served without a question.
+    Unlisted,
+}
+
+impl Confirm {
+    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "never" => Ok(Self::Never),
+            "always" => Ok(Self::Always),
+            "unlisted" => Ok(Self::Unlisted),
+            other => Err(ConfigError::invalid(
+                key,
+                format!("unknown value {other:?}: expected \"never\", \"always\" or \"unlisted\""),
+            )),
+        }
+    }
 }
 
 impl EngineKind {
@@ -994,6 +1047,20 @@ impl Config {
             Some(raw) => split_list(&raw),
             None => file.mcp.allowed_recipients.unwrap_or_default(),
         };
+        let confirm = match (env("WHATSAPP_MCP_CONFIRM"), file.mcp.confirm) {
+            (Some(raw), _) => Confirm::parse("WHATSAPP_MCP_CONFIRM", &raw)?,
+            (None, Some(raw)) => Confirm::parse("mcp.confirm", &raw)?,
+            (None, None) => Confirm::Never,
+        };
+        let image_size = match env("WHATSAPP_MCP_IMAGE_SIZE") {
+            Some(raw) => {
+                parse_image_size("WHATSAPP_MCP_IMAGE_SIZE", raw.trim().parse().ok(), &raw)?
+            }
+            None => match file.mcp.image_size {
+                Some(size) => parse_image_size("mcp.image_size", Some(size), &size.to_string())?,
+                None => DEFAULT_IMAGE_SIZE,
+            },
+        };
         let allowed_origins = match env("WHATSAPP_MCP_ALLOWED_ORIGINS") {
             Some(raw) => split_list(&raw),
             None => file.mcp.allowed_origins.unwrap_or_default(),
@@ -1072,6 +1139,8 @@ impl Config {
             transport,
             read_only,
             allowed_recipients,
+            confirm,
+            image_size,
             allowed_origins,
             engine,
             token,
@@ -1129,6 +1198,8 @@ impl Config {
                 transport: self.transport,
                 read_only: self.read_only,
                 allowed_recipients: self.allowed_recipients.clone(),
+                confirm: self.confirm,
+                image_size: self.image_size,
                 allowed_origins: self.allowed_origins.clone(),
             },
             engine: RedactedEngine { kind: self.engine },
@@ -1212,6 +1283,8 @@ struct RedactedMcp {
     transport: Transport,
     read_only: bool,
     allowed_recipients: Vec<String>,
+    confirm: Confirm,
+    image_size: u32,
     allowed_origins: Vec<String>,
 }
 
@@ -1283,7 +1356,7 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|err: toml::de::Error| {
         // The parser's own rendering quotes the offending line, which may be the token's or a
         // database URL's: name the place and the problem only.
-        let message = err.message().trim_end();
+        let message = hide_values(err.message().trim_end());
         let message = match err.span() {
             Some(span) => {
                 let before = text.get(..span.start).unwrap_or(text);
@@ -1291,13 +1364,49 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
                 let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
                 format!("line {line}, column {column}: {message}")
             }
-            None => message.to_owned(),
+            None => message,
         };
         ConfigError::Parse {
             path: path.to_path_buf(),
             message,
         }
     })
+}
+
+/// A parser message with each value serde found replaced by `…`: serde renders it as
+/// `string "…"` or `variant `…``, and it may be a token put under the wrong key. Keys, the
+/// expected forms and the parser's syntax messages (expected `"`) stay, as they say what to fix.
+fn hide_values(message: &str) -> String {
+    let mut shown = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next_quote = rest.find("string \"").map(|at| at + "string ".len());
+        let next_variant = rest.find("variant `").map(|at| at + "variant ".len());
+        let (at, close) = match (next_quote, next_variant) {
+            (Some(q), Some(v)) if v < q => (v, '`'),
+            (Some(q), _) => (q, '"'),
+            (None, Some(v)) => (v, '`'),
+            (None, None) => break,
+        };
+        shown.push_str(&rest[..=at]);
+        shown.push('…');
+        let value = &rest[at + 1..];
+        let mut escaped = false;
+        let end = value.char_indices().find_map(|(i, c)| {
+            let found = !escaped && c == close;
+            escaped = !escaped && c == '\\' && close == '"';
+            found.then_some(i)
+        });
+        match end {
+            Some(end) => {
+                shown.push(close);
+                rest = &value[end + 1..];
+            }
+            None => return shown,
+        }
+    }
+    shown.push_str(rest);
+    shown
 }
 
 fn resolve_token(
@@ -1457,6 +1566,24 @@ fn parse_addr(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
             format!("{raw:?} is not an address like 127.0.0.1:3000 or [::1]:3000"),
         )
     })
+}
+
+/// Longest side of a picture `download_media` returns, unless configured.
+pub const DEFAULT_IMAGE_SIZE: u32 = 1024;
+
+/// `mcp.image_size`: 0, or 64 to 4096 pixels (smaller shows nothing useful, larger is more than
+/// any model takes in).
+fn parse_image_size(key: &str, size: Option<u32>, raw: &str) -> Result<u32, ConfigError> {
+    match size {
+        Some(size) if size == 0 || (64..=4096).contains(&size) => Ok(size),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!(
+                "{:?} is not 0 or a size in pixels from 64 to 4096",
+                raw.trim()
+            ),
+        )),
+    }
 }
 
 fn parse_port(key: &str, raw: &str) -> Result<u16, ConfigError> {
@@ -2101,6 +2228,83 @@ mod tests {
         .to_string();
         assert!(err.contains("line 2, column"), "{err}");
         assert!(!err.contains("tok-en-never-shown"), "{err}");
+    }
+
+    #[test]
+    fn confirmation_is_off_unless_asked_for_and_the_variable_wins() {
+        assert_eq!(load("", &[]).unwrap().confirm, Confirm::Never);
+        let file = "[mcp]\nconfirm = \"unlisted\"\n";
+        assert_eq!(load(file, &[]).unwrap().confirm, Confirm::Unlisted);
+        let both = load(file, &[("WHATSAPP_MCP_CONFIRM", " Always ")]).unwrap();
+        assert_eq!(both.confirm, Confirm::Always);
+        assert!(both.to_redacted_toml().contains("confirm = \"always\""));
+        let err = load("[mcp]\nconfirm = \"sometimes\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mcp.confirm") && err.contains("\"unlisted\""),
+            "{err}"
+        );
+        let err = load("", &[("WHATSAPP_MCP_CONFIRM", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WHATSAPP_MCP_CONFIRM"), "{err}");
+    }
+
+    #[test]
+    fn the_picture_size_is_bounded_and_zero_turns_pictures_off() {
+        assert_eq!(load("", &[]).unwrap().image_size, DEFAULT_IMAGE_SIZE);
+        assert_eq!(
+            load("[mcp]\nimage_size = 512\n", &[]).unwrap().image_size,
+            512
+        );
+        let env = load(
+            "[mcp]\nimage_size = 512\n",
+            &[("WHATSAPP_MCP_IMAGE_SIZE", "0")],
+        );
+        assert_eq!(env.unwrap().image_size, 0);
+        for (text, pairs) in [
+            ("[mcp]\nimage_size = 10\n", &[][..]),
+            ("", &[("WHATSAPP_MCP_IMAGE_SIZE", "big")][..]),
+            ("", &[("WHATSAPP_MCP_IMAGE_SIZE", "5000")][..]),
+        ] {
+            let err = load(text, pairs).unwrap_err().to_string();
+            assert!(err.contains("64 to 4096"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_value_in_the_wrong_place_is_not_quoted_back() {
+        let secret = "Qm7vT2xK9pLw4Rz8Nc3Hd6Fj1Bs5Gy0U";
+        for text in [
+            format!("tokens = [\"{secret}\"]\n"),
+            format!(
+                "[auth]\ntoken = \"main-token-0246913578abcdef\"\n[auth.tokens]\ntoken = \"{secret}\"\n"
+            ),
+            format!(
+                "[auth]\ntoken = {{ token = 5 }}\n[[tokens]]\nname = \"a\"\ntoken = \"{secret}\"\nscopes = \"{secret}\"\n"
+            ),
+        ] {
+            let err = load(&text, &[]).unwrap_err().to_string();
+            assert!(err.contains("line "), "{err}");
+            assert!(!err.contains(secret), "{err}");
+        }
+        assert_eq!(
+            hide_values(r#"invalid type: string "a\"b", expected struct T"#),
+            r#"invalid type: string "…", expected struct T"#
+        );
+        assert_eq!(
+            hide_values("unknown variant `xyz`, expected one of `a`, `b`"),
+            "unknown variant `…`, expected one of `a`, `b`"
+        );
+        assert_eq!(hide_values("string \"cut off"), "string \"…");
+        for syntax in [
+            "invalid basic string, expected `\"`",
+            r#"missing escaped value, expected `b`, `\\`, `\"`, `u`"#,
+        ] {
+            assert_eq!(hide_values(syntax), syntax);
+        }
+        assert_eq!(hide_values("missing field `name`"), "missing field `name`");
     }
 
     #[test]

@@ -579,8 +579,9 @@ pub const DEMO_ADA: &str = "31611111111@s.whatsapp.net";
 pub const DEMO_ADA_LID: &str = "123456789012345@lid";
 pub const DEMO_BOB: &str = "31622222222@s.whatsapp.net";
 pub const DEMO_GROUP: &str = "120363000000000001@g.us";
-/// The bytes `download_media` writes for the demo image.
-pub const DEMO_IMAGE: &[u8] = b"\xFF\xD8\xFF\xE0fake jpeg bytes for tests\xFF\xD9";
+/// The bytes `download_media` writes for the demo image: a real 1280 x 960 JPEG, so a picture
+/// can be made of it.
+pub const DEMO_IMAGE: &[u8] = include_bytes!("fake_demo.jpg");
 
 /// The QR strings the fake shows while linking, in order; shaped like WhatsApp's.
 pub const FAKE_QR_CODES: [&str; 2] = [

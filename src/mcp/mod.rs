@@ -6,10 +6,12 @@
 //! [`crate::access`]: security headers, the access policy, the DNS-rebinding guard, and a body
 //! limit; `/health` skips all but the headers.
 
+pub mod confirm;
 pub mod guard;
 pub mod ledger;
 pub mod output;
 pub mod params;
+pub mod picture;
 pub mod policy;
 pub mod prompts;
 pub mod sse;

@@ -398,6 +398,20 @@ pub struct DownloadOut {
     pub size_bytes: u64,
     /// True when an earlier download was reused.
     pub reused: bool,
+    /// The file as an MCP resource, readable with `resources/read`.
+    pub resource_uri: String,
+    /// The picture sent beside this record (image content), for an image.
+    pub picture: Option<PictureOut>,
+    /// Why an image came without a picture.
+    pub picture_note: Option<String>,
+}
+
+/// The scaled picture `download_media` sends of an image.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PictureOut {
+    pub mime_type: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// Result of `get_sync_status`.

@@ -12,19 +12,21 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    ContentBlock, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation,
-    IntoContents, ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+    CompleteResult, ContentBlock, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse,
+    Implementation, IntoContents, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
+use super::confirm;
 use super::output::{
     ChatList, ChatOut, ContactList, ContactOut, ContextOut, Deleted, DownloadOut, GroupOut,
     HistoryRequested, LastInteraction, MarkedRead, MessageList, MessageOut, MessageWithContext,
-    ReactionSent, SentOut, SyncStatusOut,
+    PictureOut, ReactionSent, SentOut, SyncStatusOut,
 };
 use super::params::{
     ContactChatsParams, DeleteParams, DirectChatParams, DownloadMediaParams, EditParams,
@@ -33,11 +35,14 @@ use super::params::{
     RequestHistoryParams, SearchContactsParams, SendAudioParams, SendFileParams, SendMessageParams,
     SortBy,
 };
+use super::picture;
 use super::policy::{self, RecipientPolicy};
 use crate::access::Grant;
 use crate::app::AppContext;
-use crate::config::Scope;
-use crate::engine::{EngineError, OutgoingFile, OutgoingText};
+use crate::config::{Confirm, Scope};
+use base64::Engine as _;
+
+use crate::engine::{DownloadedMedia, EngineError, OutgoingFile, OutgoingText};
 use crate::jid::{ChatKind, Jid};
 use crate::report;
 use crate::store::StoreError;
@@ -235,15 +240,26 @@ impl WhatsAppTools {
         Ok((to, file))
     }
 
-    /// Resolves a recipient to the address to send to and enforces the allow-list, comparing
-    /// canonical JIDs (a LID maps to the phone number it belongs to).
-    async fn recipient(&self, field: &str, input: &str) -> Result<Jid, ToolError> {
-        let jid = parse_jid(field, input)?;
-        let canonical = match self.ctx.store.contact(jid.clone()).await {
+    /// The address a person is known by in the archive: a LID maps to the phone number it
+    /// belongs to; anything else stays as it is.
+    async fn canonical(&self, jid: &Jid) -> Jid {
+        match self.ctx.store.contact(jid.clone()).await {
             Ok(contact) => Jid::parse(&contact.jid).unwrap_or_else(|_| jid.clone()),
             Err(_) => jid.clone(),
-        };
-        if !self.recipients.allows(&[&jid, &canonical]) {
+        }
+    }
+
+    /// Resolves a recipient to the address to send to and enforces the allow-list, comparing
+    /// canonical JIDs. A recipient the person approved for this call ([`APPROVED`], only with
+    /// `mcp.confirm = "unlisted"`) passes without being on it.
+    async fn recipient(&self, field: &str, input: &str) -> Result<Jid, ToolError> {
+        let jid = parse_jid(field, input)?;
+        let canonical = self.canonical(&jid).await;
+        let approved = self.ctx.config.confirm == Confirm::Unlisted
+            && APPROVED
+                .try_with(|approved| *approved == canonical)
+                .unwrap_or(false);
+        if !approved && !self.recipients.allows(&[&jid, &canonical]) {
             return Err(ToolError(format!(
                 "{canonical} is not an allowed recipient on this server (mcp.allowed_recipients): do not retry; ask the user to add it to the allow-list if it should be"
             )));
@@ -286,6 +302,104 @@ impl WhatsAppTools {
             )));
         }
         Ok(message)
+    }
+
+    /// Whether the acting call of `tool` with `arguments` goes ahead at once, after the person
+    /// approved it, or not at all, as `mcp.confirm` says. Arguments that name no valid chat
+    /// or person go ahead here: the tool refuses them itself, before acting.
+    async fn gate(
+        &self,
+        tool: &str,
+        arguments: Option<&rmcp::model::JsonObject>,
+        peer: &rmcp::service::Peer<RoleServer>,
+    ) -> Gate {
+        let mode = self.ctx.config.confirm;
+        if mode == Confirm::Never || !WRITE_TOOLS.contains(&tool) {
+            return Gate::Go;
+        }
+        let Some(arguments) = arguments else {
+            return Gate::Go;
+        };
+        let Some(jid) =
+            confirm::recipient_argument(arguments).and_then(|(_, input)| Jid::parse(input).ok())
+        else {
+            return Gate::Go;
+        };
+        let canonical = self.canonical(&jid).await;
+        let addresses = [&jid, &canonical];
+        let ask = match mode {
+            Confirm::Never => false,
+            // Outside a set allow-list the tool refuses without a question.
+            Confirm::Always => self.recipients.allows(&addresses),
+            Confirm::Unlisted => {
+                !(self.recipients.is_restricted() && self.recipients.allows(&addresses))
+            }
+        };
+        if !ask {
+            return Gate::Go;
+        }
+        let to = self.described(&canonical).await;
+        match confirm::ask(peer, confirm::question(tool, arguments, &to)).await {
+            confirm::Answer::Approved => {
+                tracing::info!(tool, to = %canonical, "the person approved an acting call");
+                Gate::Approved(canonical)
+            }
+            confirm::Answer::Stopped(why) => {
+                tracing::info!(tool, to = %canonical, "an acting call was not approved; nothing was done");
+                Gate::Stop(confirm::stopped(tool, &why))
+            }
+        }
+    }
+
+    /// A chat or person as the person at the client knows them: the name the archive has and
+    /// the phone number or JID.
+    async fn described(&self, jid: &Jid) -> String {
+        let address = match jid.phone() {
+            Some(phone) if jid.chat_kind() == ChatKind::Direct => format!("+{phone}"),
+            _ => jid.to_string(),
+        };
+        match self.ctx.store.chat(jid.clone()).await {
+            Ok(crate::store::model::Chat {
+                name: Some(name), ..
+            }) if !name.trim().is_empty() => format!("{name} ({address})"),
+            _ => address,
+        }
+    }
+
+    /// The media of message `message_id` in `chat_jid`, downloaded (or the earlier download
+    /// reused), with the chat's canonical JID; errors say how to find the right message.
+    async fn fetch_media(
+        &self,
+        chat_jid: &str,
+        message_id: &str,
+    ) -> Result<(Jid, DownloadedMedia), ToolError> {
+        let chat = parse_jid("chat_jid", chat_jid)?;
+        let message = match self
+            .ctx
+            .store
+            .message(chat.clone(), message_id.to_owned())
+            .await
+        {
+            Ok(message) => message,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ToolError(format!(
+                    "no message {message_id:?} in chat {chat}: call list_messages with chat_jid to find message ids"
+                )));
+            }
+            Err(err) => return Err(archive_error(err)),
+        };
+        if message.media.is_none() {
+            return Err(ToolError(format!(
+                "message {message_id:?} in {chat} has no media to download"
+            )));
+        }
+        let media = self
+            .ctx
+            .engine
+            .download_media(chat.clone(), message_id.to_owned())
+            .await?;
+        let chat = Jid::parse(&message.chat_jid).unwrap_or(chat);
+        Ok((chat, media))
     }
 
     async fn sent(
@@ -697,7 +811,8 @@ impl WhatsAppTools {
     }
 
     #[tool(
-        description = "Download the media (image, video, audio, document) of a message into the server's media directory and return the file's path.",
+        description = "Download the media (image, video, audio, document) of a message into the server's media directory and return the file's path; an image also comes back as a picture (scaled down) for models that can see, and every file as a link to the resource whatsapp://media/{chat_jid}/{message_id}.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<DownloadOut>(),
         annotations(
             title = "Download media",
             read_only_hint = false,
@@ -709,42 +824,60 @@ impl WhatsAppTools {
     async fn download_media(
         &self,
         Parameters(p): Parameters<DownloadMediaParams>,
-    ) -> Result<Json<DownloadOut>, ToolError> {
-        let chat = parse_jid("chat_jid", &p.chat_jid)?;
-        let message = match self
-            .ctx
-            .store
-            .message(chat.clone(), p.message_id.clone())
-            .await
-        {
-            Ok(message) => message,
-            Err(StoreError::NotFound(_)) => {
-                return Err(ToolError(format!(
-                    "no message {:?} in chat {chat}: call list_messages with chat_jid to find message ids",
-                    p.message_id
-                )));
-            }
-            Err(err) => return Err(archive_error(err)),
-        };
-        if message.media.is_none() {
-            return Err(ToolError(format!(
-                "message {:?} in {chat} has no media to download",
-                p.message_id
-            )));
+    ) -> Result<CallToolResult, ToolError> {
+        let (chat, media) = self.fetch_media(&p.chat_jid, &p.message_id).await?;
+        let uri = media_uri(&chat, &p.message_id);
+        let mut link = Resource::new(uri.clone(), format!("media of {}", p.message_id))
+            .with_size(media.size_bytes);
+        if let Some(mime_type) = &media.mime_type {
+            link = link.with_mime_type(mime_type.clone());
         }
-        let media = self
-            .ctx
-            .engine
-            .download_media(chat.clone(), p.message_id.clone())
-            .await?;
-        Ok(Json(DownloadOut {
+        let size = self.ctx.config.image_size;
+        let is_image = media
+            .mime_type
+            .as_deref()
+            .is_some_and(|mime| mime.starts_with("image/"));
+        let (picture, picture_note) = if !is_image {
+            (None, None)
+        } else if size == 0 {
+            (
+                None,
+                Some("pictures are turned off on this server (mcp.image_size = 0)".to_owned()),
+            )
+        } else {
+            let path = media.path.clone();
+            match tokio::task::spawn_blocking(move || picture::scaled(&path, size)).await {
+                Ok(Ok(picture)) => (Some(picture), None),
+                Ok(Err(err)) => (None, Some(format!("the image could not be shown: {err}"))),
+                Err(err) => (None, Some(format!("the image could not be shown: {err}"))),
+            }
+        };
+        let out = DownloadOut {
             chat_jid: chat.to_string(),
             message_id: p.message_id,
             path: media.path.display().to_string(),
             mime_type: media.mime_type,
             size_bytes: media.size_bytes,
             reused: media.reused,
-        }))
+            resource_uri: uri,
+            picture: picture.as_ref().map(|picture| PictureOut {
+                mime_type: picture.mime_type.to_owned(),
+                width: picture.width,
+                height: picture.height,
+            }),
+            picture_note,
+        };
+        let value = serde_json::to_value(&out)
+            .map_err(|err| ToolError(format!("the result could not be written: {err}")))?;
+        let mut result = CallToolResult::structured(value);
+        if let Some(picture) = picture {
+            result.content.push(ContentBlock::image(
+                base64::engine::general_purpose::STANDARD.encode(&picture.data),
+                picture.mime_type,
+            ));
+        }
+        result.content.push(ContentBlock::resource_link(link));
+        Ok(result)
     }
 
     #[tool(
@@ -1028,7 +1161,7 @@ impl WhatsAppTools {
         &self,
         Parameters(p): Parameters<RequestHistoryParams>,
     ) -> Result<Json<HistoryRequested>, ToolError> {
-        let chat = parse_jid("chat_jid", &p.chat_jid)?;
+        let chat = self.recipient("chat_jid", &p.chat_jid).await?;
         self.known_chat(&chat, false).await?;
         let count = p.count.clamp(1, MAX_HISTORY_REQUEST);
         self.ctx.engine.request_history(chat.clone(), count).await?;
@@ -1039,6 +1172,71 @@ impl WhatsAppTools {
             note: "older messages arrive through history sync within a minute or so; call list_messages for this chat again later".to_owned(),
         }))
     }
+}
+
+/// Where the media of a message is a resource: `whatsapp://media/{chat_jid}/{message_id}`.
+const MEDIA_URI_PREFIX: &str = "whatsapp://media/";
+const MEDIA_URI_TEMPLATE: &str = "whatsapp://media/{chat_jid}/{message_id}";
+
+/// Largest file `resources/read` returns inline (base64 in the JSON-RPC answer); larger ones
+/// are read from the path `download_media` gives.
+const MAX_MEDIA_RESOURCE_BYTES: u64 = 16 * 1024 * 1024;
+
+fn media_uri(chat: &Jid, message_id: &str) -> String {
+    format!("{MEDIA_URI_PREFIX}{chat}/{message_id}")
+}
+
+impl WhatsAppTools {
+    /// `resources/read` of a media URI: the file itself, downloaded if need be.
+    async fn read_media(
+        &self,
+        uri: &str,
+        chat: &str,
+        id: &str,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let (_, media) = self
+            .fetch_media(chat, id)
+            .await
+            .map_err(|err| ErrorData::resource_not_found(format!("{uri}: {}", err.0), None))?;
+        if media.size_bytes > MAX_MEDIA_RESOURCE_BYTES {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "{uri} is {} MiB, more than the {} MiB a resource carries; the file is at {}",
+                    media.size_bytes.div_ceil(1024 * 1024),
+                    MAX_MEDIA_RESOURCE_BYTES / (1024 * 1024),
+                    media.path.display()
+                ),
+                None,
+            ));
+        }
+        let data = tokio::fs::read(&media.path).await.map_err(|err| {
+            ErrorData::internal_error(
+                format!("{uri}: the downloaded file cannot be read ({err})"),
+                None,
+            )
+        })?;
+        let mut contents =
+            ResourceContents::blob(base64::engine::general_purpose::STANDARD.encode(data), uri);
+        if let Some(mime_type) = media.mime_type {
+            contents = contents.with_mime_type(mime_type);
+        }
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}
+
+/// What [`WhatsAppTools::gate`] decided for an acting call.
+enum Gate {
+    /// No question was due.
+    Go,
+    /// The person approved the call for this recipient.
+    Approved(Jid),
+    /// Not approved; the call's result says why.
+    Stop(String),
+}
+
+tokio::task_local! {
+    /// The recipient the person approved for the call running in this task.
+    static APPROVED: Jid;
 }
 
 /// JSON-RPC's customary code for a request the client cancelled (MCP defines none of its own).
@@ -1119,9 +1317,20 @@ impl ServerHandler for WhatsAppTools {
             None
         };
         let tool = request.name.to_string();
-        let call = self
+        let peer = context.peer.clone();
+        let arguments = request.arguments.clone();
+        let run = self
             .tool_router
             .call(ToolCallContext::new(self, request, context));
+        let call = async {
+            match self.gate(&tool, arguments.as_ref(), &peer).await {
+                Gate::Go => run.await,
+                Gate::Approved(recipient) => APPROVED.scope(recipient, run).await,
+                Gate::Stop(text) => {
+                    Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into())
+                }
+            }
+        };
         if let Some(key) = key {
             return super::ledger::once(self.ctx.store.as_ref(), key, &tool, call).await;
         }
@@ -1211,15 +1420,36 @@ impl ServerHandler for WhatsAppTools {
         ]))
     }
 
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(MEDIA_URI_TEMPLATE, "media")
+                .with_title("The media file of a message")
+                .with_description(
+                    "The image, video, audio or document a message carries, downloaded on first read (the message ids are in list_messages)",
+                ),
+        ]))
+    }
+
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if let Some((chat, id)) = request
+            .uri
+            .strip_prefix(MEDIA_URI_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        {
+            return self.read_media(&request.uri, chat, id).await;
+        }
         if request.uri != STATUS_URI {
             return Err(ErrorData::resource_not_found(
                 format!(
-                    "unknown resource {:?}: this server has {STATUS_URI}",
+                    "unknown resource {:?}: this server has {STATUS_URI} and {MEDIA_URI_TEMPLATE}",
                     request.uri
                 ),
                 None,
@@ -1255,5 +1485,29 @@ mod tests {
         let mut listed: Vec<String> = WRITE_TOOLS.iter().map(ToString::to_string).collect();
         listed.sort();
         assert_eq!(annotated, listed);
+    }
+
+    /// A confirmation says whom a call is for, and the allow-list checks it, only if every
+    /// acting tool names its chat or person in an argument [`confirm::recipient_argument`]
+    /// knows.
+    #[test]
+    fn every_acting_tool_names_its_recipient_in_an_argument_confirmation_reads() {
+        let tools = WhatsAppTools::tool_router();
+        for name in WRITE_TOOLS {
+            let tool = tools.get(name).expect(name);
+            let required = tool
+                .input_schema
+                .get("required")
+                .and_then(serde_json::Value::as_array)
+                .expect(name);
+            let mut sample = rmcp::model::JsonObject::new();
+            for field in required.iter().filter_map(serde_json::Value::as_str) {
+                sample.insert(field.to_owned(), serde_json::Value::String("x".to_owned()));
+            }
+            assert!(
+                confirm::recipient_argument(&sample).is_some(),
+                "{name} has no required recipient or chat_jid argument"
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 // A client made with the official TypeScript MCP SDK, run by tests/python/test_typescript_sdk.py:
 // connects over the transport named on the command line, uses tools, prompts and completion,
-// and prints what it saw as one JSON object on stdout.
+// and prints what it saw as one JSON object on stdout. With ANSWER=approve or ANSWER=decline
+// in the environment it declares that it can ask the person (elicitation) and answers every
+// question so, keeping the questions it was asked.
 //
 //   node sdk_client.mjs http URL TOKEN
 //   node sdk_client.mjs sse URL TOKEN
@@ -9,6 +11,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const [kind, target, token] = process.argv.slice(2);
 const headers = token ? { Authorization: `Bearer ${token}` } : {};
@@ -26,9 +29,20 @@ if (kind === "http") {
   throw new Error(`unknown transport ${kind}`);
 }
 
-const client = new Client({ name: "typescript-sdk-test", version: "1.0.0" });
+const answer = process.env.ANSWER;
+const client = new Client(
+  { name: "typescript-sdk-test", version: "1.0.0" },
+  answer ? { capabilities: { elicitation: { form: {} } } } : {},
+);
+const seen = { questions: [] };
+if (answer) {
+  client.setRequestHandler(ElicitRequestSchema, async (request) => {
+    seen.questions.push({ message: request.params.message, schema: request.params.requestedSchema });
+    return answer === "approve" ? { action: "accept", content: { approve: true } } : { action: answer };
+  });
+}
 await client.connect(transport);
-const seen = { server: client.getServerVersion()?.name };
+seen.server = client.getServerVersion()?.name;
 seen.tools = (await client.listTools()).tools.map((tool) => tool.name).sort();
 const chats = await client.callTool({ name: "list_chats", arguments: {} });
 seen.chats = chats.structuredContent?.chats?.map((chat) => chat.jid) ?? [];
@@ -37,6 +51,7 @@ const sent = await client.callTool({
   arguments: { recipient: process.env.SEND_TO, message: `from the TypeScript SDK over ${kind}` },
 });
 seen.sent = !sent.isError;
+seen.sentText = sent.content?.map((block) => block.text ?? "").join(" ");
 seen.prompts = (await client.listPrompts()).prompts.map((prompt) => prompt.name).sort();
 const prompt = await client.getPrompt({ name: "summarize_chat", arguments: { chat_jid: process.env.SEND_TO, limit: "5" } });
 seen.prompt = JSON.parse(prompt.messages[1].content.text);

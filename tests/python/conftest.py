@@ -264,11 +264,13 @@ async def connect(
     headers: dict[str, str] | None = None,
     session_ids: list[str] | None = None,
     stdio_env: dict[str, str | None] | None = None,
+    elicitation: Any = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialised MCP session over `transport` to `daemon` (or, for `stdio-standalone`, to
     a process of its own serving `sandbox`). Over HTTP, `headers` go with every request and
     the session id the server assigns is appended to `session_ids`. `stdio_env` changes the
-    environment of a stdio process (`None` removes a variable)."""
+    environment of a stdio process (`None` removes a variable). `elicitation`, when given, is
+    the session's elicitation callback, and the client then declares that it can ask."""
     ids = session_ids if session_ids is not None else []
     if transport == "http":
         assert daemon is not None
@@ -287,7 +289,7 @@ async def connect(
                 read,
                 write,
             ):
-                async with _session(read, write) as session:
+                async with _session(read, write, elicitation) as session:
                     yield session
     elif transport == "sse":
         assert daemon is not None
@@ -297,7 +299,7 @@ async def connect(
             timeout=CALL_TIMEOUT,
             on_session_created=ids.append,
         ) as (read, write):
-            async with _session(read, write) as session:
+            async with _session(read, write, elicitation) as session:
                 yield session
     elif transport in ("stdio", "stdio-standalone"):
         env = dict(sandbox.env)
@@ -315,15 +317,17 @@ async def connect(
         params = StdioServerParameters(command=str(BINARY), args=args, env=env)
         with open(sandbox.stderr_path(transport), "a") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
-                async with _session(read, write) as session:
+                async with _session(read, write, elicitation) as session:
                     yield session
     else:
         raise ValueError(f"unknown transport {transport}")
 
 
 @asynccontextmanager
-async def _session(read: Any, write: Any) -> AsyncIterator[ClientSession]:
-    async with ClientSession(read, write, read_timeout_seconds=CALL_TIMEOUT) as session:
+async def _session(read: Any, write: Any, elicitation: Any = None) -> AsyncIterator[ClientSession]:
+    async with ClientSession(
+        read, write, read_timeout_seconds=CALL_TIMEOUT, elicitation_callback=elicitation
+    ) as session:
         await session.initialize()
         yield session
 
@@ -373,12 +377,15 @@ def start_server(transport: str, root: Path, seed: str | None = "demo", **env: s
 
 
 @asynccontextmanager
-async def serving(transport: str, root: Path, seed: str | None = "demo", **env: str):
-    """A `Server` with an open session over `transport`; stops everything afterwards."""
+async def serving(
+    transport: str, root: Path, seed: str | None = "demo", elicitation: Any = None, **env: str
+):
+    """A `Server` with an open session over `transport` (with `elicitation` as the session's
+    elicitation callback, when given); stops everything afterwards."""
     sandbox, daemon = start_server(transport, root, seed=seed, **env)
     try:
         server = Server(transport, sandbox, daemon)
-        async with connect(transport, sandbox, daemon) as session:
+        async with connect(transport, sandbox, daemon, elicitation=elicitation) as session:
             server.session = session
             yield server
     finally:

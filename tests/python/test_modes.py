@@ -92,7 +92,11 @@ async def test_the_allow_list_refuses_everyone_else(allow_bob: Server) -> None:
         ("reply_to_message", {"chat_jid": ADA, "message_id": "DEMO-A4", "message": "hi"}),
         ("send_reaction", {"chat_jid": ADA, "message_id": "DEMO-A1", "emoji": "👍"}),
         ("mark_read", {"chat_jid": ADA, "message_ids": ["DEMO-A7"]}),
+        ("request_history", {"chat_jid": ADA, "count": 10}),
+        ("edit_message", {"chat_jid": ADA, "message_id": "DEMO-A7", "message": "hi"}),
+        ("delete_message", {"chat_jid": ADA, "message_id": "DEMO-A7"}),
     ]
+    assert {tool for tool, _ in attempts} == WRITE_TOOLS
     for tool, arguments in attempts:
         text = await server.fail(tool, arguments)
         assert "not an allowed recipient" in text and "do not retry" in text, (tool, text)

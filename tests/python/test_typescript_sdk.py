@@ -1,7 +1,8 @@
 """The official TypeScript MCP SDK (from npm, at a pinned version) against the real binary:
 tests/node/sdk_client.mjs connects over Streamable HTTP, legacy SSE and the stdio relay, lists
 and calls tools (one message sent, then found in the archive), gets a prompt and completes a chat
-argument; this test checks what it printed.
+argument; this test checks what it printed. Against a server that confirms every acting call, the
+same client answers the question (elicitation) with an approval or a refusal.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
+def confirming(tmp_path_factory: pytest.TempPathFactory):
+    sandbox = Sandbox(
+        tmp_path_factory.mktemp("typescript-confirm"),
+        WHATSAPP_MCP_TOKEN=TOKEN,
+        WHATSAPP_MCP_CONFIRM="always",
+    )
+    daemon = Daemon(sandbox).start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
 def script() -> str:
     directory = npm_install(SDK)
     # Node looks for packages beside the script, so it runs from there.
@@ -37,11 +50,9 @@ def script() -> str:
     return str(target)
 
 
-@pytest.mark.parametrize("transport", ["http", "sse", "stdio"])
-async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
-    daemon: Daemon, script: str, transport: str
-) -> None:
-    env = _clean_environ() | {"SEND_TO": ADA, "COMPLETE": "Ada"}
+def run_client(daemon: Daemon, script: str, transport: str, **extra: str) -> dict:
+    """Runs sdk_client.mjs over `transport` against `daemon`; returns what it printed."""
+    env = _clean_environ() | {"SEND_TO": ADA, "COMPLETE": "Ada"} | extra
     if transport == "http":
         args = [f"{daemon.mcp_base}/mcp", TOKEN]
     elif transport == "sse":
@@ -64,7 +75,22 @@ async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
         )
     log = daemon.sandbox.stderr_path(f"node-{transport}").read_text()
     assert done.returncode == 0, log[-3000:]
-    seen = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+async def sent_texts(daemon: Daemon) -> list[str]:
+    """The texts of the archive's messages to Ada that mention TypeScript."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with connect("http", daemon.sandbox, daemon, headers=headers) as session:
+        found = await session.call_tool("list_messages", {"chat_jid": ADA, "query": "TypeScript"})
+        return [m["text"] for m in found.structured_content["messages"]]
+
+
+@pytest.mark.parametrize("transport", ["http", "sse", "stdio"])
+async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
+    daemon: Daemon, script: str, transport: str
+) -> None:
+    seen = run_client(daemon, script, transport)
     assert seen["server"] == "whatsapp-mcp", seen
     assert "send_message" in seen["tools"] and len(seen["tools"]) == 21, seen["tools"]
     assert ADA in seen["chats"], seen
@@ -73,8 +99,28 @@ async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
     assert seen["prompt"]["count"] == 5, seen["prompt"]
     assert {m["chat_jid"] for m in seen["prompt"]["messages"]} == {ADA}
     assert ADA in seen["completion"], seen
+    assert seen["questions"] == [], seen
     # The message it sent is in the archive, once.
-    async with connect("http", daemon.sandbox, daemon, headers={"Authorization": f"Bearer {TOKEN}"}) as session:
-        found = await session.call_tool("list_messages", {"chat_jid": ADA, "query": "TypeScript"})
-        texts = [m["text"] for m in found.structured_content["messages"]]
+    texts = await sent_texts(daemon)
     assert texts.count(f"from the TypeScript SDK over {transport}") == 1, texts
+
+
+@pytest.mark.parametrize("transport", ["http", "sse", "stdio"])
+@pytest.mark.parametrize("answer", ["approve", "decline"])
+async def test_the_typescript_sdk_answers_the_confirmation(
+    confirming: Daemon, script: str, transport: str, answer: str
+) -> None:
+    text = f"from the TypeScript SDK over {transport}"
+    before = (await sent_texts(confirming)).count(text)
+    seen = run_client(confirming, script, transport, ANSWER=answer)
+    assert len(seen["questions"]) == 1, seen
+    question = seen["questions"][0]
+    assert text in question["message"] and "Ada Lovelace" in question["message"], question
+    assert question["schema"]["properties"]["approve"]["type"] == "boolean", question
+    after = (await sent_texts(confirming)).count(text)
+    if answer == "approve":
+        assert seen["sent"] is True, seen
+        assert after == before + 1
+    else:
+        assert seen["sent"] is False and seen["sentText"].startswith("not done:"), seen
+        assert after == before
