@@ -50,6 +50,10 @@ const TEST_VARIABLES: &[(&str, &str)] = &[
         "Test builds only: a file where the stand-in engine records acknowledged history.",
     ),
     (
+        "WHATSAPP_MCP_FAKE_INBOX",
+        "Test builds only: a directory whose JSON files the stand-in engine receives as messages.",
+    ),
+    (
         "WHATSAPP_MCP_FAKE_WA_SERVER",
         "Test builds only: the address of a local WhatsApp server stand-in.",
     ),

@@ -2,11 +2,28 @@
 //!
 //! The engine is the only writer; the bridge pages, `/api/status`, the MCP status tool and the
 //! systemd `STATUS=` line all read the same snapshot through a `watch` channel, so they can never
-//! disagree about whether the account is linked.
+//! disagree about whether the account is linked. The same handle carries a feed of which chats
+//! the archive just changed in ([`ArchiveChange`]), for MCP clients subscribed to them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+use crate::jid::Jid;
+
+/// What the archive just committed, announced after the commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveChange {
+    /// Something in this chat changed (a message, a reaction, an edit, a receipt); `chat` is
+    /// the archive's own JID for it. `new` when the chat was not in the archive before.
+    Chat { chat: Jid, new: bool },
+    /// Many chats may have changed at once (a history sync chunk): anyone watching any chat,
+    /// or the list of chats, should look again.
+    Many,
+}
+
+/// Changes a slow reader may fall behind by before it is told to look at everything again.
+const CHANGE_BACKLOG: usize = 1024;
 
 /// Where the link to WhatsApp stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -206,13 +223,33 @@ impl EngineStatus {
 #[derive(Clone, Debug)]
 pub struct StatusHandle {
     tx: watch::Sender<EngineStatus>,
+    changes: broadcast::Sender<ArchiveChange>,
 }
 
 impl StatusHandle {
     pub fn new(initial: EngineStatus) -> Self {
         Self {
             tx: watch::Sender::new(initial),
+            changes: broadcast::Sender::new(CHANGE_BACKLOG),
         }
+    }
+
+    /// Whether anyone follows the archive's changes (when nobody does, the writer skips the
+    /// work of saying what changed).
+    pub fn changes_followed(&self) -> bool {
+        self.changes.receiver_count() > 0
+    }
+
+    /// Tells the followers what the archive just committed.
+    pub fn announce(&self, change: ArchiveChange) {
+        // An error only means nobody follows now.
+        let _ = self.changes.send(change);
+    }
+
+    /// Follows the archive's changes from now on. A receiver that lags gets
+    /// `RecvError::Lagged` and should treat it as [`ArchiveChange::Many`].
+    pub fn follow_changes(&self) -> broadcast::Receiver<ArchiveChange> {
+        self.changes.subscribe()
     }
 
     pub fn snapshot(&self) -> EngineStatus {

@@ -10,8 +10,8 @@ use whatsapp_mcp::engine::fake::{Action, DEMO_ADA, DEMO_ADA_LID, DEMO_GROUP, Fak
 use whatsapp_mcp::engine::ingest::{EngineEvent, Ingest};
 use whatsapp_mcp::engine::{Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
 use whatsapp_mcp::jid::Jid;
-use whatsapp_mcp::state::{EngineStatus, LinkState, StatusHandle};
-use whatsapp_mcp::store::model::{ChatQuery, MessageQuery, Page};
+use whatsapp_mcp::state::{ArchiveChange, EngineStatus, LinkState, StatusHandle};
+use whatsapp_mcp::store::model::{ChatQuery, MessageQuery, NewMessage, Page};
 use whatsapp_mcp::store::{self, Store};
 
 struct Rig {
@@ -260,6 +260,84 @@ async fn connection_trouble_is_published(postgres: bool) {
     assert!(rig.store.stats().await.unwrap().message_count > 0);
 }
 
+/// An incoming text in `chat`, as the real engine hands it over.
+fn incoming(chat: &str, id: &str) -> NewMessage {
+    NewMessage {
+        sender: Some(jid(chat)),
+        from_me: false,
+        text: Some("push".to_owned()),
+        ..NewMessage::ours(jid(chat), id.to_owned())
+    }
+}
+
+/// Everything announced so far.
+fn announced(feed: &mut tokio::sync::broadcast::Receiver<ArchiveChange>) -> Vec<ArchiveChange> {
+    std::iter::from_fn(|| feed.try_recv().ok()).collect()
+}
+
+async fn committed_changes_are_announced_under_the_archives_jid(postgres: bool) {
+    let rig = rig(postgres).await;
+    rig.engine.seed_demo().await.unwrap();
+    let mut feed = rig.status.follow_changes();
+    let messages = |batch: Vec<NewMessage>| EngineEvent::Messages(batch);
+    // Two messages of one chat are one change; a chat reached by the contact's LID is
+    // announced under the JID the archive keeps for it.
+    rig.engine
+        .emit(messages(vec![
+            incoming(DEMO_ADA, "PUSH-1"),
+            incoming(DEMO_ADA, "PUSH-2"),
+        ]))
+        .await
+        .unwrap();
+    rig.engine
+        .emit(messages(vec![incoming(DEMO_ADA_LID, "PUSH-3")]))
+        .await
+        .unwrap();
+    let ada = ArchiveChange::Chat {
+        chat: jid(DEMO_ADA),
+        new: false,
+    };
+    assert_eq!(announced(&mut feed), [ada.clone(), ada.clone()]);
+    // A chat the archive did not hold is new, once.
+    let stranger = "31633333333@s.whatsapp.net";
+    for id in ["PUSH-4", "PUSH-5"] {
+        rig.engine
+            .emit(messages(vec![incoming(stranger, id)]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        announced(&mut feed),
+        [
+            ArchiveChange::Chat {
+                chat: jid(stranger),
+                new: true
+            },
+            ArchiveChange::Chat {
+                chat: jid(stranger),
+                new: false
+            },
+        ]
+    );
+    // Reactions are changes of their chat; a history chunk may change any.
+    rig.engine
+        .emit(EngineEvent::Reaction {
+            chat: jid(DEMO_ADA),
+            message_id: "PUSH-1".to_owned(),
+            sender: jid(DEMO_ADA),
+            emoji: "👍".to_owned(),
+            timestamp: 1_767_225_900,
+        })
+        .await
+        .unwrap();
+    assert_eq!(announced(&mut feed), [ada]);
+    rig.engine.play_history(2, 10).await.unwrap();
+    assert!(announced(&mut feed).contains(&ArchiveChange::Many));
+    // With nobody following, the writer skips the work.
+    drop(feed);
+    assert!(!rig.status.changes_followed());
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -277,4 +355,5 @@ on_both!(
     sends_are_archived_and_recorded,
     media_downloads_stay_in_the_media_dir_and_are_reused,
     connection_trouble_is_published,
+    committed_changes_are_announced_under_the_archives_jid,
 );

@@ -87,6 +87,40 @@ pub struct FakeEngine {
     ack_log: Option<PathBuf>,
 }
 
+/// How often the fake inbox is looked at.
+const INBOX_POLL: Duration = Duration::from_millis(50);
+
+/// One incoming message from a fake inbox file.
+fn inbox_message(bytes: &[u8]) -> Result<NewMessage, String> {
+    #[derive(serde::Deserialize)]
+    struct Incoming {
+        chat: String,
+        sender: Option<String>,
+        text: String,
+        id: Option<String>,
+    }
+    let incoming: Incoming = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
+    let chat = Jid::parse(&incoming.chat).map_err(|err| err.to_string())?;
+    let sender = match incoming.sender {
+        Some(sender) => Jid::parse(&sender).map_err(|err| err.to_string())?,
+        None => chat.clone(),
+    };
+    let now = Utc::now();
+    Ok(NewMessage {
+        chat,
+        id: incoming
+            .id
+            .unwrap_or_else(|| format!("INBOX-{}", now.timestamp_micros())),
+        sender: Some(sender),
+        timestamp: now.timestamp(),
+        from_me: false,
+        text: Some(incoming.text),
+        caption: None,
+        quoted_id: None,
+        media: None,
+    })
+}
+
 /// The pairing code the fake hands out; real ones have the same shape.
 pub const FAKE_PAIR_CODE: &str = "K7QX-2M9P";
 
@@ -128,6 +162,49 @@ impl FakeEngine {
     /// test never links by accident.
     pub fn with_scan_after(mut self, delay: Duration) -> Self {
         self.scan_after = Some(delay);
+        self
+    }
+
+    /// Makes messages arrive while the service runs, as contacts would send them: every
+    /// `*.json` file that appears in `dir` (`{"chat": JID, "sender": JID?, "text": TEXT,
+    /// "id": ID?}`) is applied as one incoming message and then removed. A file that does not
+    /// parse is renamed to `*.bad` and logged, so a test sees its mistake.
+    pub fn with_inbox(self, dir: PathBuf) -> Self {
+        let ingest = self.ingest.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(INBOX_POLL);
+            loop {
+                tick.tick().await;
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                    .collect();
+                files.sort();
+                for path in files {
+                    let parsed = std::fs::read(&path)
+                        .map_err(|err| err.to_string())
+                        .and_then(|bytes| inbox_message(&bytes));
+                    match parsed {
+                        Ok(message) => {
+                            if let Err(err) =
+                                ingest.apply(EngineEvent::Messages(vec![message])).await
+                            {
+                                tracing::error!(error = %err, "the fake inbox could not store a message");
+                                continue;
+                            }
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        Err(err) => {
+                            tracing::error!(file = %path.display(), error = %err, "a fake inbox file is malformed");
+                            let _ = std::fs::rename(&path, path.with_extension("bad"));
+                        }
+                    }
+                }
+            }
+        });
         self
     }
 
@@ -849,5 +926,30 @@ impl Engine for FakeEngine {
         })
         .await
         .map_err(|err| EngineError::Failed(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbox_file_is_a_message_from_the_contact() {
+        let message =
+            inbox_message(br#"{"chat": "31611111111@s.whatsapp.net", "text": "hi", "id": "X1"}"#)
+                .unwrap();
+        assert_eq!(message.id, "X1");
+        assert_eq!(message.sender, Some(message.chat.clone()));
+        assert!(!message.from_me);
+        assert_eq!(message.text.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn a_malformed_inbox_file_says_why() {
+        assert!(inbox_message(b"{").is_err());
+        let err = inbox_message(br#"{"chat": "not a jid", "text": "hi"}"#).unwrap_err();
+        assert!(!err.is_empty());
+        let err = inbox_message(br#"{"chat": "31611111111@s.whatsapp.net"}"#).unwrap_err();
+        assert!(err.contains("text"), "{err}");
     }
 }

@@ -6,12 +6,13 @@
 //! returns only after the store has committed the event: the real engine acknowledges a message
 //! to WhatsApp after that, so a crash never loses an acknowledged message.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
 use crate::jid::Jid;
-use crate::state::{Account, LinkState, QrCode, StatusHandle};
+use crate::state::{Account, ArchiveChange, LinkState, QrCode, StatusHandle};
 use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Message, NewMessage};
 use crate::store::{Store, StoreError};
 
@@ -110,6 +111,10 @@ pub enum EngineEvent {
 pub struct Ingest {
     store: Arc<dyn Store>,
     status: StatusHandle,
+    /// Chats known to be in the archive, each with the archive's own JID for it, so a chat's
+    /// first message is told apart from the rest with one lookup a chat per process. Filled
+    /// only while someone follows changes.
+    known_chats: Arc<Mutex<HashMap<Jid, Jid>>>,
 }
 
 /// How long WhatsApp keeps a QR code valid when it does not say.
@@ -117,7 +122,11 @@ pub const DEFAULT_QR_VALIDITY_SECS: u64 = 20;
 
 impl Ingest {
     pub fn new(store: Arc<dyn Store>, status: StatusHandle) -> Self {
-        Self { store, status }
+        Self {
+            store,
+            status,
+            known_chats: Arc::default(),
+        }
     }
 
     pub fn status(&self) -> &StatusHandle {
@@ -249,6 +258,9 @@ impl Ingest {
                     .collect();
                 let count = messages.len() as u64;
                 self.store.insert_history(messages, chats).await?;
+                if self.status.changes_followed() {
+                    self.status.announce(ArchiveChange::Many);
+                }
                 self.status.update(|s| {
                     s.sync.active = true;
                     s.sync.chunks_received += 1;
@@ -265,7 +277,10 @@ impl Ingest {
                 s.sync.last_sync_at = Some(Utc::now());
             }),
             EngineEvent::Messages(messages) => {
+                let chats = distinct(messages.iter().map(|m| &m.chat));
+                let fresh = self.absent(&chats).await;
                 self.store.insert_messages(messages).await?;
+                self.announce(chats, &fresh).await;
             }
             EngineEvent::Reaction {
                 chat,
@@ -275,51 +290,130 @@ impl Ingest {
                 timestamp,
             } => {
                 self.store
-                    .set_reaction(chat, message_id, sender, emoji, timestamp)
+                    .set_reaction(chat.clone(), message_id, sender, emoji, timestamp)
                     .await?;
+                self.announce(vec![chat], &HashSet::new()).await;
             }
             EngineEvent::Edit {
                 chat,
                 message_id,
                 text,
                 timestamp,
-            } => ignore_missing(
-                self.store
-                    .edit_message(chat, message_id, text, timestamp)
-                    .await,
-            )?,
+            } => {
+                ignore_missing(
+                    self.store
+                        .edit_message(chat.clone(), message_id, text, timestamp)
+                        .await,
+                )?;
+                self.announce(vec![chat], &HashSet::new()).await;
+            }
             EngineEvent::Revoke {
                 chat,
                 message_id,
                 timestamp,
-            } => ignore_missing(
-                self.store
-                    .delete_message(chat, message_id, timestamp)
-                    .await,
-            )?,
+            } => {
+                ignore_missing(
+                    self.store
+                        .delete_message(chat.clone(), message_id, timestamp)
+                        .await,
+                )?;
+                self.announce(vec![chat], &HashSet::new()).await;
+            }
             EngineEvent::Delivery {
                 chat,
                 message_ids,
                 delivery,
             } => {
-                self.store.set_delivery(chat, message_ids, delivery).await?;
+                self.store
+                    .set_delivery(chat.clone(), message_ids, delivery)
+                    .await?;
+                self.announce(vec![chat], &HashSet::new()).await;
             }
             EngineEvent::Contacts(contacts) => self.store.upsert_contacts(contacts).await?,
             EngineEvent::LidMapping { lid, phone } => self.store.link_lid(lid, phone).await?,
-            EngineEvent::Chats(chats) => self.store.upsert_chats(chats).await?,
+            EngineEvent::Chats(updates) => {
+                let chats = distinct(updates.iter().map(|c| &c.jid));
+                let fresh = self.absent(&chats).await;
+                self.store.upsert_chats(updates).await?;
+                self.announce(chats, &fresh).await;
+            }
             EngineEvent::Group {
                 jid,
                 name,
                 participants,
             } => {
+                let fresh = self.absent(std::slice::from_ref(&jid)).await;
                 let mut chat = ChatUpdate::new(jid.clone());
                 chat.name = name;
                 self.store.upsert_chats(vec![chat]).await?;
-                self.store.set_participants(jid, participants).await?;
+                self.store.set_participants(jid.clone(), participants).await?;
+                self.announce(vec![jid], &fresh).await;
             }
         }
         Ok(())
     }
+}
+
+impl Ingest {
+    /// Which of `chats` the archive does not hold yet; nothing when nobody follows changes.
+    async fn absent(&self, chats: &[Jid]) -> HashSet<Jid> {
+        let mut absent = HashSet::new();
+        if !self.status.changes_followed() {
+            return absent;
+        }
+        for chat in chats {
+            if self.canonical(chat).await.is_none() {
+                absent.insert(chat.clone());
+            }
+        }
+        absent
+    }
+
+    /// Tells the followers that `chats` changed, each under the archive's own JID for it (a
+    /// chat reached by a contact's LID is announced under the JID the archive keeps).
+    async fn announce(&self, chats: Vec<Jid>, fresh: &HashSet<Jid>) {
+        if !self.status.changes_followed() {
+            return;
+        }
+        for chat in chats {
+            let new = fresh.contains(&chat);
+            let canonical = self.canonical(&chat).await.unwrap_or(chat);
+            self.status.announce(ArchiveChange::Chat {
+                chat: canonical,
+                new,
+            });
+        }
+    }
+
+    /// The archive's own JID for `chat`, `None` when the archive does not hold it. Looked up
+    /// once a chat per process; a failed lookup counts as held, under the JID given, since it
+    /// is no reason to call a chat new.
+    async fn canonical(&self, chat: &Jid) -> Option<Jid> {
+        if let Some(known) = self.lock_known().get(chat) {
+            return Some(known.clone());
+        }
+        let canonical = match self.store.chat(chat.clone()).await {
+            Ok(found) => Jid::parse(&found.jid).unwrap_or_else(|_| chat.clone()),
+            Err(StoreError::NotFound(_)) => return None,
+            Err(_) => return Some(chat.clone()),
+        };
+        let mut known = self.lock_known();
+        known.insert(chat.clone(), canonical.clone());
+        known.insert(canonical.clone(), canonical.clone());
+        Some(canonical)
+    }
+
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<Jid, Jid>> {
+        self.known_chats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The distinct JIDs among `jids`, in their first order.
+fn distinct<'a>(jids: impl Iterator<Item = &'a Jid>) -> Vec<Jid> {
+    let mut seen = HashSet::new();
+    jids.filter(|jid| seen.insert(*jid)).cloned().collect()
 }
 
 /// An edit or revoke of a message we never stored (older than the archive) is not an error.

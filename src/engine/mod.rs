@@ -282,7 +282,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 /// `WHATSAPP_MCP_FAKE_SEED` set to `demo` or `history:CHATS:MESSAGES` (fill the archive first),
 /// `logged-out` / `stream-replaced` (start in that state) or `scan-after:MS` (link on request).
 /// With `WHATSAPP_MCP_FAKE_ACK_LOG` naming a file, history sync chunks are acknowledged there and
-/// a restart re-sends only the unacknowledged ones (see [`fake::AckLog`]).
+/// a restart re-sends only the unacknowledged ones (see [`fake::AckLog`]). With
+/// `WHATSAPP_MCP_FAKE_INBOX` naming a directory, JSON files dropped there arrive as messages
+/// from contacts (see [`fake::FakeEngine::with_inbox`]).
 pub async fn start(
     kind: crate::config::EngineKind,
     store: std::sync::Arc<dyn crate::store::Store>,
@@ -310,6 +312,9 @@ pub async fn start(
             let mut engine = fake::FakeEngine::new(ingest::Ingest::new(store, status), media_dir);
             if let Some(path) = std::env::var_os("WHATSAPP_MCP_FAKE_ACK_LOG") {
                 engine = engine.with_ack_log(path.into());
+            }
+            if let Some(dir) = std::env::var_os("WHATSAPP_MCP_FAKE_INBOX") {
+                engine = engine.with_inbox(dir.into());
             }
             let seed = std::env::var("WHATSAPP_MCP_FAKE_SEED").unwrap_or_default();
             let seeded = match seed.split(':').collect::<Vec<_>>().as_slice() {

@@ -14,6 +14,7 @@ pub mod params;
 pub mod picture;
 pub mod policy;
 pub mod prompts;
+pub mod push;
 pub mod sse;
 pub mod stdio;
 pub mod tools;

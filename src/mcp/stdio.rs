@@ -16,9 +16,16 @@
 //! one whose connection broke before its answer came: every acting call goes out with a request
 //! key in its `_meta`, and the service's ledger ([`super::ledger`]) answers a key it has seen
 //! with the first call's outcome instead of acting twice.
+//!
+//! What the service says on its own (a watched chat changed, the list of chats grew) comes on
+//! the session's GET stream, which the relay holds open from `notifications/initialized` on and
+//! reopens after a restart; the resources the client subscribed to are subscribed to again in
+//! the new session, so a desktop client keeps hearing of its chats across an upgrade.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +51,14 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(250);
 
 /// The id of the relay's own `initialize` when it opens a new session for the client.
 const RENEW_ID: &str = "whatsapp-mcp-relay-renew";
+
+/// The ids of the relay's own `resources/subscribe` calls in a renewed session get this prefix.
+const RESUBSCRIBE_ID: &str = "whatsapp-mcp-relay-resubscribe";
+
+/// The pause before the relay reopens a broken GET stream, doubled after each failed try up
+/// to the longest.
+const LISTEN_PAUSE: Duration = Duration::from_millis(250);
+const LISTEN_PAUSE_LONGEST: Duration = Duration::from_secs(5);
 
 /// Runs the `stdio` command; `standalone` serves in-process with the engine that `serve` would
 /// pick.
@@ -109,6 +124,8 @@ struct RelayState {
     protocol_version: Option<String>,
     /// The client's `initialize` parameters, to open a new session with after a restart.
     initialize: Option<Value>,
+    /// The URIs the client subscribed to, to subscribe to again in a renewed session.
+    subscriptions: BTreeSet<String>,
 }
 
 /// Whether a request the relay could not complete may have been acted on by the service.
@@ -190,6 +207,10 @@ struct Relay {
     url: String,
     state: Mutex<RelayState>,
     stdout: Mutex<std::io::Stdout>,
+    /// Set once the GET stream's thread runs.
+    listening: AtomicBool,
+    /// Set when the client has gone, so the GET stream is not reopened.
+    closing: AtomicBool,
 }
 
 fn run_relay(config: &Config) -> ExitCode {
@@ -206,6 +227,8 @@ fn run_relay(config: &Config) -> ExitCode {
         client,
         state: Mutex::default(),
         stdout: Mutex::new(std::io::stdout()),
+        listening: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
     });
     if let Err(detail) = relay.probe() {
         if detail == UNAUTHORIZED {
@@ -272,6 +295,9 @@ fn run_relay(config: &Config) -> ExitCode {
             // `initialize` gives the session id every later request needs; notifications and
             // responses are answered at once with 202.
             relay.forward(&line, &message);
+            if message.get("method").and_then(Value::as_str) == Some("notifications/initialized") {
+                Relay::listen(&relay);
+            }
         }
     }
     for worker in workers {
@@ -412,13 +438,82 @@ impl Relay {
             tracing::warn!(error = %err, "the restarted service did not take `initialized`");
             return false;
         }
+        // What the client watched, it watches in the new session too. The answers are the
+        // relay's own; one that fails (a chat gone meanwhile) leaves the rest standing.
+        for (n, uri) in state.subscriptions.iter().enumerate() {
+            let subscribe = json!({
+                "jsonrpc": "2.0",
+                "id": format!("{RESUBSCRIBE_ID}-{n}"),
+                "method": "resources/subscribe",
+                "params": {"uri": uri},
+            });
+            match self.post(&subscribe.to_string(), Some(&session), version.as_deref()) {
+                Ok(response) => {
+                    let _ = response.into_body().read_to_string();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "a subscription could not be renewed");
+                }
+            }
+        }
         tracing::info!("the service restarted; this client's session was opened again");
         state.session_id = Some(session);
         true
     }
 
+    /// Starts the thread that holds the session's GET stream open, once.
+    fn listen(relay: &Arc<Self>) {
+        if relay.session().0.is_none() || relay.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let relay = Arc::clone(relay);
+        std::thread::spawn(move || relay.follow_stream());
+    }
+
+    /// Relays what the service sends on the session's GET stream until the client goes; a
+    /// broken stream is reopened, and a session the service forgot is renewed first. Ends when
+    /// the service has no such stream to offer (a session-less protocol, where the client
+    /// listens with `subscriptions/listen` requests instead).
+    fn follow_stream(&self) {
+        let mut pause = LISTEN_PAUSE;
+        while !self.closing.load(Ordering::SeqCst) {
+            let (Some(session_id), protocol_version) = self.session() else {
+                return;
+            };
+            let mut request = self
+                .client
+                .get("/mcp")
+                .header("Accept", "text/event-stream")
+                .header("Mcp-Session-Id", &session_id);
+            if let Some(version) = &protocol_version {
+                request = request.header("MCP-Protocol-Version", version);
+            }
+            match request.call() {
+                Ok(response) if response.status() == 404 => {
+                    if self.renew_session(&session_id) {
+                        continue;
+                    }
+                }
+                Ok(response) if response.status().is_success() => {
+                    pause = LISTEN_PAUSE;
+                    let reader = BufReader::new(response.into_body().into_reader());
+                    // Ends with the stream: the service stopped or restarted.
+                    let _ = read_events(reader, |data| self.emit_raw(data));
+                }
+                Ok(response) => {
+                    tracing::debug!(status = %response.status(), "the service offers no GET stream");
+                    return;
+                }
+                Err(err) => tracing::debug!(error = %err, "the GET stream could not be opened"),
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(LISTEN_PAUSE_LONGEST);
+        }
+    }
+
     fn forward(&self, line: &str, message: &Value) {
         let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+        self.note_subscription(message);
         if is_initialize {
             self.state
                 .lock()
@@ -560,33 +655,7 @@ impl Relay {
         };
         let mut broken = None;
         if content_type.starts_with("text/event-stream") {
-            let reader = BufReader::new(body.into_reader());
-            let mut data = String::new();
-            for line in reader.lines() {
-                let line = match line {
-                    Ok(line) => line,
-                    Err(err) => {
-                        broken = Some(err.to_string());
-                        break;
-                    }
-                };
-                if line.is_empty() {
-                    if !data.is_empty() {
-                        relay(&data);
-                        data.clear();
-                    }
-                    continue;
-                }
-                if let Some(value) = line.strip_prefix("data:") {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
-                }
-            }
-            if !data.is_empty() {
-                relay(&data);
-            }
+            broken = read_events(BufReader::new(body.into_reader()), &mut relay).err();
         } else if content_type.starts_with("application/json") {
             match body.read_to_string() {
                 Ok(text) => relay(&text),
@@ -597,6 +666,28 @@ impl Relay {
             Exchange::Done
         } else {
             Exchange::Cut(broken.unwrap_or_else(|| "the answer stream ended early".to_owned()))
+        }
+    }
+
+    /// Keeps the set of subscribed URIs up to date with the client's subscribe and unsubscribe
+    /// calls.
+    fn note_subscription(&self, message: &Value) {
+        let method = message.get("method").and_then(Value::as_str);
+        let Some(uri) = message.pointer("/params/uri").and_then(Value::as_str) else {
+            return;
+        };
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match method {
+            Some("resources/subscribe") => {
+                state.subscriptions.insert(uri.to_owned());
+            }
+            Some("resources/unsubscribe") => {
+                state.subscriptions.remove(uri);
+            }
+            _ => {}
         }
     }
 
@@ -618,6 +709,7 @@ impl Relay {
 
     /// Ends the session on the daemon when the client goes away.
     fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         let session_id = self
             .state
             .lock()
@@ -631,5 +723,91 @@ impl Relay {
                 .header("Mcp-Session-Id", &id)
                 .call();
         }
+    }
+}
+
+/// Hands the data of each event of an event stream to `relay`, until the stream ends (`Ok`) or
+/// breaks (the error, worded). Events without data (rmcp's priming events) are skipped.
+fn read_events(reader: impl BufRead, mut relay: impl FnMut(&str)) -> Result<(), String> {
+    let mut data = String::new();
+    for line in reader.lines() {
+        let line = line.map_err(|err| err.to_string())?;
+        if line.is_empty() {
+            if !data.is_empty() {
+                relay(&data);
+                data.clear();
+            }
+            continue;
+        }
+        if let Some(value) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    if !data.is_empty() {
+        relay(&data);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_relayed_whole_and_empty_ones_skipped() {
+        let stream = "id: 0\nretry: 3000\ndata:\n\n\
+                      event: message\ndata: {\"a\":\ndata: 1}\n\n\
+                      : keep-alive\n\n\
+                      data: {\"b\":2}";
+        let mut seen = Vec::new();
+        let ended = read_events(stream.as_bytes(), |data| seen.push(data.to_owned()));
+        assert_eq!(ended, Ok(()));
+        assert_eq!(seen, ["{\"a\":\n1}", "{\"b\":2}"]);
+    }
+
+    #[test]
+    fn a_broken_stream_is_told_apart_from_its_end() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                ))
+            }
+        }
+        let ended = read_events(BufReader::new(Broken), |_| panic!("nothing to relay"));
+        assert!(ended.unwrap_err().contains("reset"));
+    }
+
+    #[test]
+    fn subscriptions_follow_subscribe_and_unsubscribe() {
+        let relay = Relay {
+            client: BridgeClient::new(
+                &Config::load_with_env(None, &|_: &str| None).unwrap(),
+                Limits {
+                    connect: None,
+                    global: None,
+                },
+            ),
+            url: String::new(),
+            state: Mutex::default(),
+            stdout: Mutex::new(std::io::stdout()),
+            listening: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        };
+        let call = |method: &str, uri: &str| json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"uri": uri}});
+        relay.note_subscription(&call("resources/subscribe", "whatsapp://chats"));
+        relay.note_subscription(&call("resources/subscribe", "whatsapp://chat/+31611111111"));
+        relay.note_subscription(&call("resources/read", "whatsapp://status"));
+        relay.note_subscription(&call("resources/unsubscribe", "whatsapp://chats"));
+        let state = relay.state.lock().unwrap();
+        assert_eq!(
+            state.subscriptions.iter().collect::<Vec<_>>(),
+            ["whatsapp://chat/+31611111111"]
+        );
     }
 }

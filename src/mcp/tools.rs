@@ -17,9 +17,10 @@ use rmcp::model::{
     Implementation, IntoContents, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 
 use super::confirm;
@@ -37,6 +38,7 @@ use super::params::{
 };
 use super::picture;
 use super::policy::{self, RecipientPolicy};
+use super::push::{self, Target};
 use crate::access::Grant;
 use crate::app::AppContext;
 use crate::config::{Confirm, Scope};
@@ -175,6 +177,8 @@ pub struct WhatsAppTools {
     ctx: AppContext,
     recipients: Arc<RecipientPolicy>,
     tool_router: ToolRouter<Self>,
+    /// What this session watches through `resources/subscribe`.
+    watch: Arc<push::Watch>,
 }
 
 impl WhatsAppTools {
@@ -197,6 +201,7 @@ impl WhatsAppTools {
             ctx,
             recipients: Arc::new(recipients),
             tool_router,
+            watch: Arc::new(push::Watch::new(true)),
         }
     }
 
@@ -1224,6 +1229,104 @@ impl WhatsAppTools {
     }
 }
 
+/// Chats a page of `resources/list` names.
+const RESOURCE_PAGE: u32 = 100;
+
+/// Chats in the `whatsapp://chats` resource, and messages in a `whatsapp://chat/{jid}` one.
+const RESOURCE_CHATS: u32 = 50;
+const RESOURCE_MESSAGES: u32 = 20;
+
+/// What a subscription may watch: the list of chats or one chat.
+fn subscribable(uri: &str) -> Result<Target, ErrorData> {
+    match push::target(uri) {
+        Some(Ok(target)) => Ok(target),
+        Some(Err(err)) => Err(ErrorData::invalid_params(err, None)),
+        None => Err(ErrorData::invalid_params(
+            format!(
+                "{uri:?} cannot be subscribed to: subscribe to {} or {}",
+                push::CHATS_URI,
+                push::CHAT_URI_TEMPLATE
+            ),
+            None,
+        )),
+    }
+}
+
+impl WhatsAppTools {
+    /// Starts telling this session of the archive's changes, once.
+    fn follow(&self, context: &RequestContext<RoleServer>) {
+        push::follow_session(
+            &self.watch,
+            self.ctx.status.follow_changes(),
+            context.peer.clone(),
+        );
+    }
+
+    /// The archive's own JID for the chat `target` names (a contact's LID and phone number
+    /// name the same chat); none for the list of chats or a chat not archived yet.
+    async fn archived_chat(&self, target: &Target) -> Option<Jid> {
+        let Target::Chat(jid) = target else {
+            return None;
+        };
+        let chat = self.ctx.store.chat(jid.clone()).await.ok()?;
+        Jid::parse(&chat.jid).ok()
+    }
+
+    /// `resources/read` of the list of chats or of one chat with its latest messages.
+    async fn read_chats(
+        &self,
+        uri: &str,
+        target: Target,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let failed =
+            |err: ToolError| ErrorData::resource_not_found(format!("{uri}: {}", err.0), None);
+        let json = match target {
+            Target::Chats => {
+                let Json(list) = self
+                    .page_of_chats(ChatQuery {
+                        query: None,
+                        kind: None,
+                        sort: ChatSort::LastActive,
+                        include_last_message: true,
+                        page: Page::new(RESOURCE_CHATS, 0),
+                    })
+                    .await
+                    .map_err(failed)?;
+                serde_json::to_string_pretty(&list)
+            }
+            Target::Chat(jid) => {
+                let chat = self.known_chat(&jid, false).await.map_err(failed)?;
+                let canonical = Jid::parse(&chat.jid).unwrap_or(jid);
+                let messages: Vec<MessageOut> = self
+                    .ctx
+                    .store
+                    .list_messages(MessageQuery {
+                        chat: Some(canonical),
+                        sender: None,
+                        after: None,
+                        before: None,
+                        text: None,
+                        page: Page::new(RESOURCE_MESSAGES, 0),
+                    })
+                    .await
+                    .map_err(|err| failed(archive_error(err)))?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "chat": chat,
+                    "messages": messages,
+                }))
+            }
+        }
+        .map_err(|err| ErrorData::internal_error(err.to_string(), None))?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(json, uri).with_mime_type("application/json"),
+        ])
+        .into())
+    }
+}
+
 /// What [`WhatsAppTools::gate`] decided for an acting call.
 enum Gate {
     /// No question was due.
@@ -1273,6 +1376,8 @@ impl ServerHandler for WhatsAppTools {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .enable_prompts()
                 .enable_completions()
                 .build(),
@@ -1405,19 +1510,131 @@ impl ServerHandler for WhatsAppTools {
         super::prompts::complete(&self.ctx, &request).await
     }
 
+    /// The status, the list of chats and every chat, a page of [`RESOURCE_PAGE`] chats at a
+    /// time. A session that lists the resources hears from then on when a chat appears
+    /// (`notifications/resources/list_changed`).
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(vec![
-            Resource::new(STATUS_URI, "status")
-                .with_title("WhatsApp link and archive status")
-                .with_description(
-                    "Link state, account, history sync progress and archive counts (the JSON of the bridge's /api/status)",
-                )
-                .with_mime_type("application/json"),
-        ]))
+        self.follow(&context);
+        let page = match request.as_ref().and_then(|r| r.cursor.as_deref()) {
+            None => 0,
+            Some(cursor) => cursor.parse::<u32>().map_err(|_| {
+                ErrorData::invalid_params(format!("unknown cursor {cursor:?}"), None)
+            })?,
+        };
+        let mut resources = Vec::new();
+        if page == 0 {
+            resources.push(
+                Resource::new(STATUS_URI, "status")
+                    .with_title("WhatsApp link and archive status")
+                    .with_description(
+                        "Link state, account, history sync progress and archive counts (the JSON of the bridge's /api/status)",
+                    )
+                    .with_mime_type("application/json"),
+            );
+            resources.push(
+                Resource::new(push::CHATS_URI, "chats")
+                    .with_title("Chats, latest activity first")
+                    .with_description(
+                        "The most recently active chats with their latest message; subscribe to hear when it changes",
+                    )
+                    .with_mime_type("application/json"),
+            );
+        }
+        let chats = self
+            .ctx
+            .store
+            .list_chats(ChatQuery {
+                query: None,
+                kind: None,
+                sort: ChatSort::LastActive,
+                include_last_message: false,
+                page: Page::new(RESOURCE_PAGE, page),
+            })
+            .await
+            .map_err(|err| ErrorData::internal_error(archive_error(err).0, None))?;
+        let full = chats.len() == RESOURCE_PAGE as usize;
+        for chat in chats {
+            let name = chat.name.clone().unwrap_or_else(|| chat.jid.clone());
+            let uri = format!("{}{}", push::CHAT_URI_PREFIX, chat.jid);
+            resources.push(
+                Resource::new(uri, name)
+                    .with_description("This chat and its latest messages")
+                    .with_mime_type("application/json"),
+            );
+        }
+        let mut result = ListResourcesResult::with_all_items(resources);
+        if full {
+            result.next_cursor = Some((page + 1).to_string());
+        }
+        Ok(result)
+    }
+
+    /// `resources/subscribe` (protocol versions before 2026-07-28): the list of chats or one
+    /// chat, whose changes this session is then told of.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let target = subscribable(&request.uri)?;
+        let canonical = self.archived_chat(&target).await;
+        self.watch.add(&request.uri, target, canonical);
+        self.follow(&context);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.watch.remove(&request.uri);
+        Ok(())
+    }
+
+    /// `subscriptions/listen` (protocol 2026-07-28): accepts the chat URIs among those asked
+    /// for, and new chats.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resources_list_changed = requested.resources_list_changed;
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|uri| matches!(push::target(uri), Some(Ok(_))))
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let accepted = context.accepted().clone();
+        let watch = Arc::new(push::Watch::new(
+            accepted.resources_list_changed == Some(true),
+        ));
+        for uri in accepted.resource_subscriptions.iter().flatten() {
+            if let Some(Ok(target)) = push::target(uri) {
+                let canonical = self.archived_chat(&target).await;
+                watch.add(uri, target, canonical);
+            }
+        }
+        let stop = context.request_context().ct.clone();
+        push::forward(
+            Arc::downgrade(&watch),
+            self.ctx.status.follow_changes(),
+            push::Outlet::Listen(context.sink().clone()),
+            stop,
+        )
+        .await;
+        Ok(())
     }
 
     async fn list_resource_templates(
@@ -1426,6 +1643,12 @@ impl ServerHandler for WhatsAppTools {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(push::CHAT_URI_TEMPLATE, "chat")
+                .with_title("A chat and its latest messages")
+                .with_description(
+                    "The chat (by JID or phone number) with its newest messages; subscribe to hear when a message arrives or changes",
+                )
+                .with_mime_type("application/json"),
             ResourceTemplate::new(MEDIA_URI_TEMPLATE, "media")
                 .with_title("The media file of a message")
                 .with_description(
@@ -1446,11 +1669,17 @@ impl ServerHandler for WhatsAppTools {
         {
             return self.read_media(&request.uri, chat, id).await;
         }
+        if let Some(target) = push::target(&request.uri) {
+            let target = target.map_err(|err| ErrorData::resource_not_found(err, None))?;
+            return self.read_chats(&request.uri, target).await;
+        }
         if request.uri != STATUS_URI {
             return Err(ErrorData::resource_not_found(
                 format!(
-                    "unknown resource {:?}: this server has {STATUS_URI} and {MEDIA_URI_TEMPLATE}",
-                    request.uri
+                    "unknown resource {:?}: this server has {STATUS_URI}, {}, {} and {MEDIA_URI_TEMPLATE}",
+                    request.uri,
+                    push::CHATS_URI,
+                    push::CHAT_URI_TEMPLATE,
                 ),
                 None,
             ));

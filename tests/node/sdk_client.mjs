@@ -2,7 +2,9 @@
 // connects over the transport named on the command line, uses tools, prompts and completion,
 // and prints what it saw as one JSON object on stdout. With ANSWER=approve or ANSWER=decline
 // in the environment it declares that it can ask the person (elicitation) and answers every
-// question so, keeping the questions it was asked.
+// question so, keeping the questions it was asked. With INBOX naming the fake engine's inbox, it
+// first subscribes to the chat SEND_TO, drops a message from that contact there and waits for
+// the server's notifications/resources/updated.
 //
 //   node sdk_client.mjs http URL TOKEN
 //   node sdk_client.mjs sse URL TOKEN
@@ -11,7 +13,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { ElicitRequestSchema, ResourceUpdatedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 const [kind, target, token] = process.argv.slice(2);
 const headers = token ? { Authorization: `Bearer ${token}` } : {};
@@ -44,6 +48,22 @@ if (answer) {
 await client.connect(transport);
 seen.server = client.getServerVersion()?.name;
 seen.tools = (await client.listTools()).tools.map((tool) => tool.name).sort();
+if (process.env.INBOX) {
+  const uri = `whatsapp://chat/${process.env.SEND_TO}`;
+  const updated = new Promise((resolve) => {
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
+      if (notification.params.uri === uri) resolve(notification.params.uri);
+    });
+  });
+  await client.subscribeResource({ uri });
+  const id = `TS-PUSH-${Date.now()}`;
+  const started = performance.now();
+  const file = join(process.env.INBOX, id);
+  writeFileSync(`${file}.part`, JSON.stringify({ chat: process.env.SEND_TO, text: `pushed to ${kind}`, id }));
+  renameSync(`${file}.part`, `${file}.json`);
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 10000));
+  seen.push = { uri: await Promise.race([updated, timeout]), ms: performance.now() - started };
+}
 const chats = await client.callTool({ name: "list_chats", arguments: {} });
 seen.chats = chats.structuredContent?.chats?.map((chat) => chat.jid) ?? [];
 const sent = await client.callTool({

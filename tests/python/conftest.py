@@ -265,12 +265,14 @@ async def connect(
     session_ids: list[str] | None = None,
     stdio_env: dict[str, str | None] | None = None,
     elicitation: Any = None,
+    message_handler: Any = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialised MCP session over `transport` to `daemon` (or, for `stdio-standalone`, to
     a process of its own serving `sandbox`). Over HTTP, `headers` go with every request and
     the session id the server assigns is appended to `session_ids`. `stdio_env` changes the
     environment of a stdio process (`None` removes a variable). `elicitation`, when given, is
-    the session's elicitation callback, and the client then declares that it can ask."""
+    the session's elicitation callback, and the client then declares that it can ask.
+    `message_handler` receives the notifications the server sends on its own."""
     ids = session_ids if session_ids is not None else []
     if transport == "http":
         assert daemon is not None
@@ -289,7 +291,7 @@ async def connect(
                 read,
                 write,
             ):
-                async with _session(read, write, elicitation) as session:
+                async with _session(read, write, elicitation, message_handler) as session:
                     yield session
     elif transport == "sse":
         assert daemon is not None
@@ -299,7 +301,7 @@ async def connect(
             timeout=CALL_TIMEOUT,
             on_session_created=ids.append,
         ) as (read, write):
-            async with _session(read, write, elicitation) as session:
+            async with _session(read, write, elicitation, message_handler) as session:
                 yield session
     elif transport in ("stdio", "stdio-standalone"):
         env = dict(sandbox.env)
@@ -317,16 +319,22 @@ async def connect(
         params = StdioServerParameters(command=str(BINARY), args=args, env=env)
         with open(sandbox.stderr_path(transport), "a") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
-                async with _session(read, write, elicitation) as session:
+                async with _session(read, write, elicitation, message_handler) as session:
                     yield session
     else:
         raise ValueError(f"unknown transport {transport}")
 
 
 @asynccontextmanager
-async def _session(read: Any, write: Any, elicitation: Any = None) -> AsyncIterator[ClientSession]:
+async def _session(
+    read: Any, write: Any, elicitation: Any = None, message_handler: Any = None
+) -> AsyncIterator[ClientSession]:
     async with ClientSession(
-        read, write, read_timeout_seconds=CALL_TIMEOUT, elicitation_callback=elicitation
+        read,
+        write,
+        read_timeout_seconds=CALL_TIMEOUT,
+        elicitation_callback=elicitation,
+        message_handler=message_handler,
     ) as session:
         await session.initialize()
         yield session

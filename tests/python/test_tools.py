@@ -187,8 +187,12 @@ async def test_every_tool_is_listed_with_a_described_typed_schema(server: Server
 
 async def test_the_status_resource_is_listed_and_readable(server: Server) -> None:
     resources = (await server.session.list_resources()).resources
-    assert [str(r.uri) for r in resources] == ["whatsapp://status"]
-    assert resources[0].mime_type == "application/json"
+    # The status, the list of chats, then each chat (tests/python/test_push.py reads those).
+    assert [str(r.uri) for r in resources[:2]] == ["whatsapp://status", "whatsapp://chats"]
+    assert {str(r.uri) for r in resources[2:]} == {
+        f"whatsapp://chat/{jid}" for jid in (ADA, BOB, GROUP)
+    }
+    assert all(r.mime_type == "application/json" for r in resources)
     read = await server.session.read_resource("whatsapp://status")
     assert len(read.contents) == 1
     content = read.contents[0]

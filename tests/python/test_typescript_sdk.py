@@ -1,7 +1,8 @@
 """The official TypeScript MCP SDK (from npm, at a pinned version) against the real binary:
 tests/node/sdk_client.mjs connects over Streamable HTTP, legacy SSE and the stdio relay, lists
 and calls tools (one message sent, then found in the archive), gets a prompt and completes a chat
-argument; this test checks what it printed. Against a server that confirms every acting call, the
+argument, and hears of a message arriving in the chat it subscribed to; this test checks what
+it printed. Against a server that confirms every acting call, the
 same client answers the question (elicitation) with an approval or a refusal.
 """
 
@@ -23,7 +24,11 @@ TOKEN = "typescript-sdk-token-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory):
-    sandbox = Sandbox(tmp_path_factory.mktemp("typescript"), WHATSAPP_MCP_TOKEN=TOKEN)
+    root = tmp_path_factory.mktemp("typescript")
+    (root / "inbox").mkdir()
+    sandbox = Sandbox(
+        root, WHATSAPP_MCP_TOKEN=TOKEN, WHATSAPP_MCP_FAKE_INBOX=str(root / "inbox")
+    )
     daemon = Daemon(sandbox).start()
     yield daemon
     daemon.stop()
@@ -90,8 +95,11 @@ async def sent_texts(daemon: Daemon) -> list[str]:
 async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
     daemon: Daemon, script: str, transport: str
 ) -> None:
-    seen = run_client(daemon, script, transport)
+    seen = run_client(daemon, script, transport, INBOX=daemon.sandbox.env["WHATSAPP_MCP_FAKE_INBOX"])
     assert seen["server"] == "whatsapp-mcp", seen
+    # Told of the message that arrived in the chat it watches (within the script's 10 s).
+    assert seen["push"]["uri"] == f"whatsapp://chat/{ADA}", seen["push"]
+    print(f"typescript over {transport}: resources/updated {seen['push']['ms']:.0f} ms after")
     assert "send_message" in seen["tools"] and len(seen["tools"]) == 21, seen["tools"]
     assert ADA in seen["chats"], seen
     assert seen["sent"] is True, seen
