@@ -8,7 +8,7 @@ use mcp_support::{ALICE, BOB, BOB_LID, Call, Client, GROUP, rig};
 use serde_json::{Value, json};
 use whatsapp_mcp::mcp::WRITE_TOOLS;
 
-const ALL_TOOLS: [&str; 21] = [
+const ALL_TOOLS: [&str; 23] = [
     "search_contacts",
     "list_messages",
     "list_chats",
@@ -30,6 +30,8 @@ const ALL_TOOLS: [&str; 21] = [
     "request_history",
     "edit_message",
     "delete_message",
+    "send_poll",
+    "get_poll_results",
 ];
 
 /// The complaint of a failed call: a JSON-RPC error or a tool result with `isError`.

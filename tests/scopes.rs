@@ -59,6 +59,8 @@ fn arguments(tool: &str) -> Value {
         "request_history" => json!({"chat_jid": GROUP}),
         "edit_message" => json!({"chat_jid": ALICE, "message_id": "A1", "message": "changed"}),
         "delete_message" => json!({"chat_jid": ALICE, "message_id": "A1"}),
+        "send_poll" => json!({"recipient": ALICE, "question": "Lunch?", "options": ["Yes", "No"]}),
+        "get_poll_results" => json!({"chat_jid": ALICE, "message_id": "A1"}),
         "search_contacts" => json!({"query": "a"}),
         "get_chat" | "get_group" => json!({"chat_jid": GROUP}),
         "get_direct_chat_by_contact" | "get_contact_chats" | "get_last_interaction" => {
@@ -135,7 +137,7 @@ async fn every_tool(rig: &mcp_support::Rig) -> Vec<String> {
     let mut main = client(rig, TOKEN);
     main.initialize().await;
     let tools = tool_names(&main.request("tools/list", json!({})).await);
-    assert_eq!(tools.len(), 21, "{tools:?}");
+    assert_eq!(tools.len(), 23, "{tools:?}");
     tools
 }
 
@@ -168,7 +170,7 @@ async fn a_read_token_reads_everything_and_acts_on_nothing() {
             served += 1;
         }
     }
-    assert_eq!((served, refused), (12, 9));
+    assert_eq!((served, refused), (13, 10));
     // Resources are reading too.
     let (status, _, message) = call(
         &reader,
@@ -356,7 +358,7 @@ async fn scopes_hold_on_the_legacy_sse_transport() {
         StatusCode::ACCEPTED
     );
     let shown = tool_names(&sse_answer(&mut stream, 4).await);
-    assert_eq!(shown.len(), 12, "{shown:?}");
+    assert_eq!(shown.len(), 13, "{shown:?}");
     assert!(
         shown
             .iter()

@@ -97,6 +97,7 @@ contract!(
     counts_stay_exact_through_every_write,
     the_counts_migration_counts_an_existing_archive,
     a_request_key_is_claimed_once,
+    polls_keep_each_voters_latest_choice,
 );
 
 fn jid(s: &str) -> Jid {
@@ -1089,6 +1090,95 @@ async fn a_request_key_is_claimed_once(f: &Fixture) {
 }
 
 /// Runs SQL on the fixture's database behind the store's back (a test's own connection).
+async fn polls_keep_each_voters_latest_choice(f: &Fixture) {
+    use whatsapp_mcp::store::model::{NewPoll, NewPollVote};
+    let store = &*f.store;
+    let options = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    store
+        .insert_messages(vec![text(
+            GROUP,
+            "poll1",
+            None,
+            100,
+            "[poll] Lunch? (Pizza / Soup)",
+        )])
+        .await
+        .unwrap();
+    let poll = NewPoll {
+        chat: jid(GROUP),
+        message_id: "poll1".to_owned(),
+        question: "Lunch?".to_owned(),
+        options: options(&["Pizza", "Soup", "Sushi"]),
+        selectable: 3,
+        secret: None,
+    };
+    store.record_poll(poll.clone()).await.unwrap();
+    // Seen again (history after live), it keeps what it had and gains a secret.
+    store
+        .record_poll(NewPoll {
+            secret: Some(vec![7; 32]),
+            question: "changed".to_owned(),
+            ..poll.clone()
+        })
+        .await
+        .unwrap();
+    let vote = |voter: &str, names: &[&str], ts: i64| NewPollVote {
+        chat: jid(GROUP),
+        poll_id: "poll1".to_owned(),
+        voter: jid(voter),
+        options: options(names),
+        timestamp: ts,
+    };
+    let mut named = ContactUpdate::new(jid(BOB));
+    named.push_name = Some("Bob".to_owned());
+    store.upsert_contacts(vec![named]).await.unwrap();
+    for v in [
+        vote(ADA_LID, &["Pizza"], 110),
+        vote(BOB, &["Soup", "Sushi"], 120),
+        // Ada changes her mind; a late copy of her first vote changes nothing.
+        vote(ADA_LID, &["Sushi"], 130),
+        vote(ADA_LID, &["Pizza"], 111),
+    ] {
+        store.set_poll_vote(v).await.unwrap();
+    }
+    let read = store.poll(jid(GROUP), "poll1".to_owned()).await.unwrap();
+    assert_eq!(read.question, "Lunch?");
+    assert_eq!(read.options, options(&["Pizza", "Soup", "Sushi"]));
+    assert_eq!(read.selectable, 3);
+    assert_eq!(read.secret, Some(vec![7; 32]));
+    let choices: Vec<(&str, Vec<String>)> = read
+        .votes
+        .iter()
+        .map(|v| (v.voter_jid.as_str(), v.options.clone()))
+        .collect();
+    assert_eq!(
+        choices,
+        [
+            (BOB, options(&["Soup", "Sushi"])),
+            (ADA_LID, options(&["Sushi"]))
+        ]
+    );
+    assert_eq!(read.votes[0].voter_name.as_deref(), Some("Bob"));
+    // Once Ada's LID is linked to her number, her vote is hers under the number; taking it
+    // back leaves Bob's alone.
+    store.link_lid(jid(ADA_LID), jid(ADA)).await.unwrap();
+    let read = store.poll(jid(GROUP), "poll1".to_owned()).await.unwrap();
+    assert_eq!(read.votes[1].voter_jid, ADA);
+    store.set_poll_vote(vote(ADA, &[], 140)).await.unwrap();
+    let read = store.poll(jid(GROUP), "poll1".to_owned()).await.unwrap();
+    assert_eq!(read.votes.len(), 1);
+    assert_eq!(read.votes[0].voter_jid, BOB);
+    assert!(matches!(
+        store.poll(jid(GROUP), "nope".to_owned()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.clear_archive().await.unwrap();
+    assert!(matches!(
+        store.poll(jid(GROUP), "poll1".to_owned()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn run_sql(f: &Fixture, sql: &str) {
     if let Some(path) = f.url.sqlite_path() {
         rusqlite::Connection::open(path)
@@ -1284,7 +1374,8 @@ async fn the_counts_migration_counts_an_existing_archive(f: &Fixture) {
         f,
         &format!(
             "DROP TABLE archive_counts; DROP TABLE tool_requests;
-             DELETE FROM {history} WHERE name IN ('archive_counts', 'tool_requests');"
+             DROP TABLE polls; DROP TABLE poll_votes;
+             DELETE FROM {history} WHERE name IN ('archive_counts', 'tool_requests', 'polls');"
         ),
     )
     .await;

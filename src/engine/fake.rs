@@ -11,12 +11,18 @@ use std::time::Duration;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use super::ingest::{DEFAULT_QR_VALIDITY_SECS, EngineEvent, HistoryConversation, Ingest};
-use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
+use super::ingest::{
+    DEFAULT_QR_VALIDITY_SECS, EngineEvent, HistoryConversation, Ingest, VoteChoice, option_hash,
+};
+use super::{
+    DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingPoll, OutgoingText,
+};
 use crate::jid::Jid;
 use crate::state::{Account, LinkState};
 use crate::store::StoreError;
-use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, Message, NewMessage};
+use crate::store::model::{
+    ChatUpdate, ContactUpdate, Delivery, Media, Message, NewMessage, NewPoll,
+};
 
 /// An action a caller asked of the fake engine, as it was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +56,12 @@ pub enum Action {
     Revoke {
         chat: String,
         message_id: String,
+    },
+    SendPoll {
+        to: String,
+        question: String,
+        options: Vec<String>,
+        selectable: u32,
     },
     MarkRead {
         chat: String,
@@ -90,14 +102,33 @@ pub struct FakeEngine {
 /// How often the fake inbox is looked at.
 const INBOX_POLL: Duration = Duration::from_millis(50);
 
-/// One incoming message from a fake inbox file.
-fn inbox_message(bytes: &[u8]) -> Result<NewMessage, String> {
+/// What one fake inbox file brings, as events: a message from a contact, a poll they ask
+/// (`"poll": {"question", "options", "multiple"?}`) or their vote in one (`"vote": {"poll_id",
+/// "options"}`, carried by option hash as WhatsApp carries votes).
+fn inbox_events(bytes: &[u8]) -> Result<Vec<EngineEvent>, String> {
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Incoming {
         chat: String,
         sender: Option<String>,
-        text: String,
+        text: Option<String>,
         id: Option<String>,
+        poll: Option<IncomingPoll>,
+        vote: Option<IncomingVote>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct IncomingPoll {
+        question: String,
+        options: Vec<String>,
+        #[serde(default)]
+        multiple: bool,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct IncomingVote {
+        poll_id: String,
+        options: Vec<String>,
     }
     let incoming: Incoming = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
     let chat = Jid::parse(&incoming.chat).map_err(|err| err.to_string())?;
@@ -106,19 +137,50 @@ fn inbox_message(bytes: &[u8]) -> Result<NewMessage, String> {
         None => chat.clone(),
     };
     let now = Utc::now();
-    Ok(NewMessage {
-        chat,
-        id: incoming
-            .id
-            .unwrap_or_else(|| format!("INBOX-{}", now.timestamp_micros())),
+    if let Some(vote) = incoming.vote {
+        return Ok(vec![EngineEvent::PollVote {
+            chat,
+            poll_id: vote.poll_id,
+            voter: sender,
+            choice: VoteChoice::Hashes(vote.options.iter().map(|o| option_hash(o)).collect()),
+            timestamp: now.timestamp(),
+        }]);
+    }
+    let id = incoming
+        .id
+        .unwrap_or_else(|| format!("INBOX-{}", now.timestamp_micros()));
+    let text = match (&incoming.text, &incoming.poll) {
+        (_, Some(poll)) => super::poll_text(&poll.question, &poll.options),
+        (Some(text), None) => text.clone(),
+        (None, None) => return Err("a message needs \"text\", \"poll\" or \"vote\"".to_owned()),
+    };
+    let message = NewMessage {
+        chat: chat.clone(),
+        id: id.clone(),
         sender: Some(sender),
         timestamp: now.timestamp(),
         from_me: false,
-        text: Some(incoming.text),
+        text: Some(text),
         caption: None,
         quoted_id: None,
         media: None,
-    })
+    };
+    let mut events = vec![EngineEvent::Messages(vec![message])];
+    if let Some(poll) = incoming.poll {
+        events.push(EngineEvent::Poll(NewPoll {
+            chat,
+            message_id: id,
+            selectable: if poll.multiple {
+                poll.options.len() as u32
+            } else {
+                1
+            },
+            question: poll.question,
+            options: poll.options,
+            secret: None,
+        }));
+    }
+    Ok(events)
 }
 
 /// The pairing code the fake hands out; real ones have the same shape.
@@ -186,12 +248,10 @@ impl FakeEngine {
                 for path in files {
                     let parsed = std::fs::read(&path)
                         .map_err(|err| err.to_string())
-                        .and_then(|bytes| inbox_message(&bytes));
+                        .and_then(|bytes| inbox_events(&bytes));
                     match parsed {
-                        Ok(message) => {
-                            if let Err(err) =
-                                ingest.apply(EngineEvent::Messages(vec![message])).await
-                            {
+                        Ok(events) => {
+                            if let Err(err) = ingest.apply_all(events).await {
                                 tracing::error!(error = %err, "the fake inbox could not store a message");
                                 continue;
                             }
@@ -695,6 +755,34 @@ impl Engine for FakeEngine {
         .await
     }
 
+    async fn send_poll(&self, to: Jid, poll: OutgoingPoll) -> Result<Message, EngineError> {
+        self.require_connected()?;
+        self.record(Action::SendPoll {
+            to: to.to_string(),
+            question: poll.question.clone(),
+            options: poll.options.clone(),
+            selectable: poll.selectable,
+        });
+        let sent = self
+            .store_sent(NewMessage {
+                text: Some(super::poll_text(&poll.question, &poll.options)),
+                ..NewMessage::ours(to.clone(), String::new())
+            })
+            .await?;
+        self.ingest
+            .apply(EngineEvent::Poll(NewPoll {
+                chat: to,
+                message_id: sent.id.clone(),
+                question: poll.question,
+                options: poll.options,
+                selectable: poll.selectable,
+                secret: None,
+            }))
+            .await
+            .map_err(|err| EngineError::Failed(format!("sent but not archived: {err}")))?;
+        Ok(sent)
+    }
+
     async fn send_file(
         &self,
         to: Jid,
@@ -935,9 +1023,13 @@ mod tests {
 
     #[test]
     fn an_inbox_file_is_a_message_from_the_contact() {
-        let message =
-            inbox_message(br#"{"chat": "31611111111@s.whatsapp.net", "text": "hi", "id": "X1"}"#)
+        let events =
+            inbox_events(br#"{"chat": "31611111111@s.whatsapp.net", "text": "hi", "id": "X1"}"#)
                 .unwrap();
+        let [EngineEvent::Messages(messages)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        let message = &messages[0];
         assert_eq!(message.id, "X1");
         assert_eq!(message.sender, Some(message.chat.clone()));
         assert!(!message.from_me);
@@ -946,10 +1038,13 @@ mod tests {
 
     #[test]
     fn a_malformed_inbox_file_says_why() {
-        assert!(inbox_message(b"{").is_err());
-        let err = inbox_message(br#"{"chat": "not a jid", "text": "hi"}"#).unwrap_err();
+        assert!(inbox_events(b"{").is_err());
+        let err = inbox_events(br#"{"chat": "not a jid", "text": "hi"}"#).unwrap_err();
         assert!(!err.is_empty());
-        let err = inbox_message(br#"{"chat": "31611111111@s.whatsapp.net"}"#).unwrap_err();
+        let err = inbox_events(br#"{"chat": "31611111111@s.whatsapp.net"}"#).unwrap_err();
         assert!(err.contains("text"), "{err}");
+        let err =
+            inbox_events(br#"{"chat": "31611111111@s.whatsapp.net", "txt": "hi"}"#).unwrap_err();
+        assert!(err.contains("txt"), "{err}");
     }
 }

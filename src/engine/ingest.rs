@@ -13,7 +13,9 @@ use chrono::Utc;
 
 use crate::jid::Jid;
 use crate::state::{Account, ArchiveChange, LinkState, QrCode, StatusHandle};
-use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Message, NewMessage};
+use crate::store::model::{
+    ChatUpdate, ContactUpdate, Delivery, Message, NewMessage, NewPoll, NewPollVote,
+};
 use crate::store::{Store, StoreError};
 
 /// One conversation's worth of a history sync chunk.
@@ -104,6 +106,32 @@ pub enum EngineEvent {
         name: Option<String>,
         participants: Vec<(Jid, String)>,
     },
+    /// A poll was asked; its message comes in [`EngineEvent::Messages`] too.
+    Poll(NewPoll),
+    /// Someone voted in the poll `poll_id` of `chat` (or took the vote back: no options).
+    PollVote {
+        chat: Jid,
+        poll_id: String,
+        voter: Jid,
+        choice: VoteChoice,
+        timestamp: i64,
+    },
+}
+
+/// The options a vote picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoteChoice {
+    /// By name (our own votes, the fake engine).
+    Names(Vec<String>),
+    /// By the SHA-256 of each name, as WhatsApp carries them; matched against the poll's
+    /// options when stored.
+    Hashes(Vec<Vec<u8>>),
+}
+
+/// The hash WhatsApp names a poll option by.
+pub fn option_hash(name: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes()).to_vec()
 }
 
 /// Applies engine events to the store and the published status.
@@ -348,6 +376,44 @@ impl Ingest {
                 self.store.upsert_chats(vec![chat]).await?;
                 self.store.set_participants(jid.clone(), participants).await?;
                 self.announce(vec![jid], &fresh).await;
+            }
+            EngineEvent::Poll(poll) => {
+                let chat = poll.chat.clone();
+                self.store.record_poll(poll).await?;
+                self.announce(vec![chat], &HashSet::new()).await;
+            }
+            EngineEvent::PollVote {
+                chat,
+                poll_id,
+                voter,
+                choice,
+                timestamp,
+            } => {
+                let options = match choice {
+                    VoteChoice::Names(names) => names,
+                    VoteChoice::Hashes(hashes) => {
+                        match self.store.poll(chat.clone(), poll_id.clone()).await {
+                            Ok(poll) => poll
+                                .options
+                                .into_iter()
+                                .filter(|name| hashes.contains(&option_hash(name)))
+                                .collect(),
+                            // A vote in a poll older than the archive: nothing to count it in.
+                            Err(StoreError::NotFound(_)) => return Ok(()),
+                            Err(err) => return Err(err),
+                        }
+                    }
+                };
+                self.store
+                    .set_poll_vote(NewPollVote {
+                        chat: chat.clone(),
+                        poll_id,
+                        voter,
+                        options,
+                        timestamp,
+                    })
+                    .await?;
+                self.announce(vec![chat], &HashSet::new()).await;
             }
         }
         Ok(())

@@ -100,6 +100,21 @@ pub struct OutgoingText {
     pub mentions: Vec<Jid>,
 }
 
+/// A poll to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingPoll {
+    pub question: String,
+    /// The options, 2 to 12, each named once.
+    pub options: Vec<String>,
+    /// How many options one voter may pick, 1 to all of them.
+    pub selectable: u32,
+}
+
+/// How a poll reads in the archive's text column, so it shows and is found like a message.
+pub fn poll_text(question: &str, options: &[String]) -> String {
+    format!("[poll] {question} ({})", options.join(" / "))
+}
+
 impl OutgoingText {
     /// Plain text: no reply, no mentions.
     pub fn plain(text: impl Into<String>) -> Self {
@@ -231,6 +246,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// Deletes our own message `message_id` in `chat` for everyone (a revoke).
     async fn revoke(&self, chat: Jid, message_id: String) -> Result<(), EngineError>;
+
+    /// Sends a poll; returns its message as archived (its votes are counted as they come).
+    async fn send_poll(&self, to: Jid, poll: OutgoingPoll) -> Result<Message, EngineError>;
 
     /// Marks the given messages of a chat as read.
     async fn mark_read(&self, chat: Jid, message_ids: Vec<String>) -> Result<(), EngineError>;
@@ -401,6 +419,10 @@ impl Engine for NoEngine {
     }
 
     async fn revoke(&self, _: Jid, _: String) -> Result<(), EngineError> {
+        self.refuse()
+    }
+
+    async fn send_poll(&self, _: Jid, _: OutgoingPoll) -> Result<Message, EngineError> {
         self.refuse()
     }
 

@@ -228,6 +228,13 @@ mod tests {
         async fn revoke(&self, _: Jid, _: String) -> Result<(), EngineError> {
             Err(EngineError::NotLinked)
         }
+        async fn send_poll(
+            &self,
+            _: Jid,
+            _: crate::engine::OutgoingPoll,
+        ) -> Result<Message, EngineError> {
+            Err(EngineError::NotLinked)
+        }
         async fn mark_read(&self, _: Jid, _: Vec<String>) -> Result<(), EngineError> {
             Err(EngineError::NotLinked)
         }

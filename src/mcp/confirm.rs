@@ -90,6 +90,23 @@ pub fn question(tool: &str, arguments: &JsonObject, to: &str) -> String {
             format!("mark {count} {noun} in the chat with {to} as read (the sender sees it)")
         }
         "request_history" => format!("ask your phone for older messages of the chat with {to}"),
+        "send_poll" => {
+            let options: Vec<&str> = arguments
+                .get("options")
+                .and_then(serde_json::Value::as_array)
+                .map(|options| {
+                    options
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "send this poll to {to}:\n\n{}\n- {}",
+                text(arguments, "question"),
+                options.join("\n- ")
+            )
+        }
         other => format!("call {other} on the chat with {to}"),
     };
     format!("The assistant wants to {action}\n\nTick the box to go ahead; anything else stops it.")

@@ -350,6 +350,77 @@ pub struct ReactionSent {
     pub emoji: String,
 }
 
+/// Result of `get_poll_results`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PollResults {
+    /// The chat the poll is in.
+    pub chat_jid: String,
+    /// The poll's message id.
+    pub message_id: String,
+    pub question: String,
+    /// How many answers one voter may pick.
+    pub selectable: u32,
+    /// Each answer with its votes, in the poll's order.
+    pub options: Vec<PollOptionOut>,
+    /// How many people have voted.
+    pub voter_count: usize,
+}
+
+/// One answer of a poll and who chose it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PollOptionOut {
+    pub name: String,
+    pub votes: usize,
+    pub voters: Vec<VoterOut>,
+}
+
+/// Someone who voted for an answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VoterOut {
+    pub jid: String,
+    /// Their name, when known.
+    pub name: Option<String>,
+    /// Their phone number, digits only, when known.
+    pub phone: Option<String>,
+    /// When they voted (ISO-8601, UTC).
+    pub voted_at: Option<String>,
+}
+
+impl From<crate::store::model::Poll> for PollResults {
+    fn from(poll: crate::store::model::Poll) -> Self {
+        let options = poll
+            .options
+            .iter()
+            .map(|name| {
+                let voters: Vec<VoterOut> = poll
+                    .votes
+                    .iter()
+                    .filter(|vote| vote.options.contains(name))
+                    .map(|vote| VoterOut {
+                        phone: phone_of(&vote.voter_jid),
+                        jid: vote.voter_jid.clone(),
+                        name: vote.voter_name.clone(),
+                        voted_at: iso_time(vote.timestamp),
+                    })
+                    .collect();
+                PollOptionOut {
+                    name: name.clone(),
+                    votes: voters.len(),
+                    voters,
+                }
+            })
+            .collect();
+        Self {
+            chat_jid: poll.chat_jid,
+            message_id: poll.message_id,
+            question: poll.question,
+            selectable: poll.selectable,
+            options,
+            voter_count: poll.votes.len(),
+        }
+    }
+}
+
 /// Result of `mark_read`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct MarkedRead {

@@ -214,6 +214,29 @@ pub struct ReactionParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct SendPollParams {
+    /// Who receives it: a phone number in international format, a contact JID or a group JID.
+    pub recipient: String,
+    /// The question.
+    pub question: String,
+    /// The answers to choose from: 2 to 12, each different.
+    pub options: Vec<String>,
+    /// True to let each voter pick more than one answer (default: one).
+    #[serde(default)]
+    pub multiple_answers: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollResultsParams {
+    /// The chat the poll is in.
+    pub chat_jid: String,
+    /// The id of the poll's message.
+    pub message_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MarkReadParams {
     /// The chat whose messages to mark as read.
     pub chat_jid: String,

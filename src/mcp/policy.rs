@@ -30,6 +30,29 @@ pub fn span(secs: i64) -> String {
     }
 }
 
+/// The most answers WhatsApp lets a poll have.
+pub const MAX_POLL_OPTIONS: usize = 12;
+
+/// Checks a poll's answers (already trimmed): 2 to [`MAX_POLL_OPTIONS`], none empty, none
+/// twice (votes name answers by a hash of their text, so two equal ones could not be told
+/// apart).
+pub fn poll_options(options: &[String]) -> Result<(), String> {
+    if options.len() < 2 || options.len() > MAX_POLL_OPTIONS {
+        return Err(format!(
+            "options: a poll needs 2 to {MAX_POLL_OPTIONS} answers, not {}",
+            options.len()
+        ));
+    }
+    if options.iter().any(String::is_empty) {
+        return Err("options: an answer is empty".to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = options.iter().find(|option| !seen.insert(option.as_str())) {
+        return Err(format!("options: {twice:?} is there twice"));
+    }
+    Ok(())
+}
+
 /// Largest file `send_file` and `send_audio_message` will read (WhatsApp's own document limit
 /// is higher, but nothing an assistant sends needs more).
 pub const MAX_OUTGOING_FILE_BYTES: u64 = 100 * 1024 * 1024;

@@ -27,14 +27,14 @@ use super::confirm;
 use super::output::{
     ChatList, ChatOut, ContactList, ContactOut, ContextOut, Deleted, DownloadOut, GroupOut,
     HistoryRequested, LastInteraction, MarkedRead, MessageList, MessageOut, MessageWithContext,
-    PictureOut, ReactionSent, SentOut, SyncStatusOut,
+    PictureOut, PollResults, ReactionSent, SentOut, SyncStatusOut,
 };
 use super::params::{
     ContactChatsParams, DeleteParams, DirectChatParams, DownloadMediaParams, EditParams,
     GetChatParams, GetGroupParams, LastInteractionParams, ListChatsParams, ListGroupsParams,
-    ListMessagesParams, MarkReadParams, MessageContextParams, ReactionParams, ReplyParams,
-    RequestHistoryParams, SearchContactsParams, SendAudioParams, SendFileParams, SendMessageParams,
-    SortBy,
+    ListMessagesParams, MarkReadParams, MessageContextParams, PollResultsParams, ReactionParams,
+    ReplyParams, RequestHistoryParams, SearchContactsParams, SendAudioParams, SendFileParams,
+    SendMessageParams, SendPollParams, SortBy,
 };
 use super::picture;
 use super::policy::{self, RecipientPolicy};
@@ -44,7 +44,7 @@ use crate::app::AppContext;
 use crate::config::{Confirm, Scope};
 use base64::Engine as _;
 
-use crate::engine::{DownloadedMedia, EngineError, OutgoingFile, OutgoingText};
+use crate::engine::{DownloadedMedia, EngineError, OutgoingFile, OutgoingPoll, OutgoingText};
 use crate::jid::{ChatKind, Jid};
 use crate::report;
 use crate::store::StoreError;
@@ -54,7 +54,7 @@ use crate::store::model::{ChatQuery, ChatSort, MessageQuery, Page};
 /// that read-only mode (which does not register them at all, so a model cannot even see them),
 /// the `whatsapp:send` scope and the stdio relay's no-retry rule all use. A unit test holds it
 /// to the tools' own annotations.
-pub const WRITE_TOOLS: [&str; 9] = [
+pub const WRITE_TOOLS: [&str; 10] = [
     "send_message",
     "send_file",
     "send_audio_message",
@@ -64,6 +64,7 @@ pub const WRITE_TOOLS: [&str; 9] = [
     "request_history",
     "edit_message",
     "delete_message",
+    "send_poll",
 ];
 
 /// The scope calling the tool `name` needs: `whatsapp:send` for a tool that acts, `whatsapp:read`
@@ -1122,6 +1123,64 @@ impl WhatsAppTools {
             page: Page::new(p.limit, p.page),
         })
         .await
+    }
+
+    #[tool(
+        description = "Send a poll to a person or group: a question and 2 to 12 answers; get_poll_results tallies the votes as they come.",
+        annotations(
+            title = "Send poll",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn send_poll(
+        &self,
+        Parameters(p): Parameters<SendPollParams>,
+    ) -> Result<Json<SentOut>, ToolError> {
+        nonempty("question", &p.question)?;
+        let options: Vec<String> = p.options.iter().map(|o| o.trim().to_owned()).collect();
+        policy::poll_options(&options).map_err(ToolError)?;
+        let to = self.recipient("recipient", &p.recipient).await?;
+        let selectable = if p.multiple_answers {
+            options.len() as u32
+        } else {
+            1
+        };
+        let poll = OutgoingPoll {
+            question: p.question.trim().to_owned(),
+            options,
+            selectable,
+        };
+        let message = self.ctx.engine.send_poll(to.clone(), poll).await?;
+        tracing::info!(tool = "send_poll", to = %to, "poll sent");
+        self.sent(message).await
+    }
+
+    #[tool(
+        description = "Get the results of a poll in a chat: each answer with how many voted for it and who; a voter's latest vote counts.",
+        annotations(title = "Poll results", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_poll_results(
+        &self,
+        Parameters(p): Parameters<PollResultsParams>,
+    ) -> Result<Json<PollResults>, ToolError> {
+        nonempty("message_id", &p.message_id)?;
+        let chat = parse_jid("chat_jid", &p.chat_jid)?;
+        match self
+            .ctx
+            .store
+            .poll(chat.clone(), p.message_id.clone())
+            .await
+        {
+            Ok(poll) => Ok(Json(poll.into())),
+            Err(StoreError::NotFound(_)) => Err(ToolError(format!(
+                "no poll with id {:?} in {chat}: polls show in list_messages as \"[poll] …\"",
+                p.message_id
+            ))),
+            Err(err) => Err(archive_error(err)),
+        }
     }
 
     #[tool(

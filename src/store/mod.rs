@@ -92,6 +92,20 @@ impl BackendHealth {
     }
 }
 
+/// Tables the archive's current schema must contain, on either backend.
+const REQUIRED_TABLES: &[&str] = &[
+    "archive_counts",
+    "chats",
+    "contacts",
+    "group_participants",
+    "messages",
+    "poll_votes",
+    "polls",
+    "reactions",
+    "sync_state",
+    "tool_requests",
+];
+
 /// The archive and session storage the rest of the program talks to.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -168,6 +182,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         emoji: String,
         timestamp: i64,
     ) -> Result<(), StoreError>;
+
+    /// Records a poll's question and options (a poll seen again keeps what it had, and gains
+    /// its secret if it lacked one).
+    async fn record_poll(&self, poll: model::NewPoll) -> Result<(), StoreError>;
+
+    /// Sets `voter`'s choice in a poll (later wins; an empty choice takes the vote back).
+    async fn set_poll_vote(&self, vote: model::NewPollVote) -> Result<(), StoreError>;
 
     /// Replaces a group's member list.
     async fn set_participants(
@@ -249,6 +270,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn last_interaction(&self, jid: Jid) -> Result<Option<Message>, StoreError>;
 
     async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError>;
+
+    /// A poll with every voter's latest choice, oldest vote first.
+    async fn poll(&self, chat: Jid, message_id: String) -> Result<model::Poll, StoreError>;
+}
+
+/// Option names as the archive keeps them: a JSON array.
+fn names_json(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Option names read back; a value that is not a JSON array of strings reads as none.
+fn names_from_json(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// Refuses a LID link whose halves are not a LID and a phone-number JID.

@@ -142,6 +142,52 @@ impl NewMessage {
     }
 }
 
+/// A poll to record: the message that asked it and what it offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPoll {
+    pub chat: Jid,
+    pub message_id: String,
+    pub question: String,
+    pub options: Vec<String>,
+    /// How many options one voter may pick (0: any number).
+    pub selectable: u32,
+    /// The key its votes are sealed with, when known.
+    pub secret: Option<Vec<u8>>,
+}
+
+/// One voter's choice in a poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPollVote {
+    pub chat: Jid,
+    pub poll_id: String,
+    pub voter: Jid,
+    /// The options picked, by name; empty when the vote was taken back.
+    pub options: Vec<String>,
+    pub timestamp: i64,
+}
+
+/// A stored poll and its votes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Poll {
+    pub chat_jid: String,
+    pub message_id: String,
+    pub question: String,
+    pub options: Vec<String>,
+    pub selectable: u32,
+    pub secret: Option<Vec<u8>>,
+    /// Each voter's latest choice, oldest first; taken-back votes are left out.
+    pub votes: Vec<PollVote>,
+}
+
+/// A voter's latest choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollVote {
+    pub voter_jid: String,
+    pub voter_name: Option<String>,
+    pub options: Vec<String>,
+    pub timestamp: i64,
+}
+
 /// A reaction to a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Reaction {

@@ -18,7 +18,7 @@ use whatsapp_mcp::access::AccessPolicy;
 use whatsapp_mcp::app::AppContext;
 use whatsapp_mcp::config::{Config, Secret};
 use whatsapp_mcp::engine::{
-    DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText,
+    DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingPoll, OutgoingText,
 };
 use whatsapp_mcp::jid::Jid;
 use whatsapp_mcp::mcp::{Endpoint, Options};
@@ -67,6 +67,12 @@ pub enum Call {
     Revoke {
         chat: String,
         id: String,
+    },
+    Poll {
+        to: String,
+        question: String,
+        options: Vec<String>,
+        selectable: u32,
     },
     History {
         chat: String,
@@ -118,6 +124,18 @@ impl RecordingEngine {
 
 #[async_trait::async_trait]
 impl Engine for RecordingEngine {
+    async fn send_poll(&self, to: Jid, poll: OutgoingPoll) -> Result<Message, EngineError> {
+        let id = self.next_id();
+        self.calls.lock().unwrap().push(Call::Poll {
+            to: to.to_string(),
+            question: poll.question.clone(),
+            options: poll.options.clone(),
+            selectable: poll.selectable,
+        });
+        let text = whatsapp_mcp::engine::poll_text(&poll.question, &poll.options);
+        Ok(self.archive(&to, id, Some(text), None).await)
+    }
+
     async fn send_text(&self, to: Jid, text: OutgoingText) -> Result<Message, EngineError> {
         let id = self.next_id();
         self.calls.lock().unwrap().push(Call::Text {

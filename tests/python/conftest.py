@@ -68,6 +68,8 @@ ALL_TOOLS = {
     "request_history",
     "edit_message",
     "delete_message",
+    "send_poll",
+    "get_poll_results",
 }
 # The tools that act on WhatsApp: read-only mode leaves them out and they need whatsapp:send.
 WRITE_TOOLS = {
@@ -80,6 +82,7 @@ WRITE_TOOLS = {
     "request_history",
     "edit_message",
     "delete_message",
+    "send_poll",
 }
 
 NOTE_BYTES = b"shopping list: rope, chalk, tape\n"
@@ -171,6 +174,20 @@ class Sandbox:
             Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
             return Path(LOG_DIR) / f"python-{self.root.name}-{name}.stderr"
         return self.root / f"{name}.stderr"
+
+
+_INBOX_SEQUENCE = iter(range(1, 1 << 62))
+
+
+def deliver(sandbox: Sandbox, body: dict[str, Any]) -> None:
+    """Drops one incoming message (or poll, or vote) into the fake engine's inbox
+    (`WHATSAPP_MCP_FAKE_INBOX`), which takes it through the real ingest path. Files are taken
+    in name order, so what is delivered first arrives first."""
+    inbox = Path(sandbox.env["WHATSAPP_MCP_FAKE_INBOX"])
+    name = f"{time.time_ns():020d}-{next(_INBOX_SEQUENCE):06d}"
+    partial = inbox / f"{name}.part"
+    partial.write_text(json.dumps(body))
+    partial.rename(inbox / f"{name}.json")
 
 
 def _clean_environ() -> dict[str, str]:

@@ -140,6 +140,7 @@ async def test_every_acting_tool_asks_first(always) -> None:
         "request_history": {"chat_jid": GROUP, "count": 10},
         "edit_message": {"chat_jid": ADA, "message_id": "DEMO-A7", "message": "changed"},
         "delete_message": {"chat_jid": ADA, "message_id": "DEMO-A7"},
+        "send_poll": {"recipient": ADA, "question": "Dinner?", "options": ["Yes", "No"]},
     }
     assert set(calls) == WRITE_TOOLS
     before = await newest_id(server, ADA)

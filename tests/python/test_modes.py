@@ -95,6 +95,7 @@ async def test_the_allow_list_refuses_everyone_else(allow_bob: Server) -> None:
         ("request_history", {"chat_jid": ADA, "count": 10}),
         ("edit_message", {"chat_jid": ADA, "message_id": "DEMO-A7", "message": "hi"}),
         ("delete_message", {"chat_jid": ADA, "message_id": "DEMO-A7"}),
+        ("send_poll", {"recipient": ADA, "question": "Dinner?", "options": ["Yes", "No"]}),
     ]
     assert {tool for tool, _ in attempts} == WRITE_TOOLS
     for tool, arguments in attempts:

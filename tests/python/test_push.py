@@ -23,7 +23,7 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 
-from conftest import ADA, BOB, BOB_PHONE, TRANSPORTS, Daemon, Sandbox, connect
+from conftest import ADA, BOB, BOB_PHONE, TRANSPORTS, Daemon, Sandbox, connect, deliver
 
 pytestmark = [
     pytest.mark.anyio,
@@ -75,16 +75,10 @@ class Heard:
                 await self._changed.wait()
 
 
-def arrive(sandbox: Sandbox, chat: str, text: str, sender: str | None = None) -> str:
-    """Drops one incoming message into the fake engine's inbox; returns its id."""
+def arrive(sandbox: Sandbox, chat: str, text: str) -> str:
+    """A message from the contact `chat`; returns its id."""
     message_id = f"PUSH-{uuid.uuid4().hex[:12].upper()}"
-    inbox = Path(sandbox.env["WHATSAPP_MCP_FAKE_INBOX"])
-    body = {"chat": chat, "text": text, "id": message_id}
-    if sender:
-        body["sender"] = sender
-    partial = inbox / f"{message_id}.part"
-    partial.write_text(json.dumps(body))
-    partial.rename(inbox / f"{message_id}.json")
+    deliver(sandbox, {"chat": chat, "text": text, "id": message_id})
     return message_id
 
 

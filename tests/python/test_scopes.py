@@ -25,6 +25,7 @@ ARGUMENTS = {
     "request_history": {"chat_jid": ADA},
     "edit_message": {"chat_jid": ADA, "message_id": "DEMO-A7", "message": "changed"},
     "delete_message": {"chat_jid": ADA, "message_id": "DEMO-A7"},
+    "send_poll": {"recipient": ADA, "question": "Dinner?", "options": ["Yes", "No"]},
 }
 
 

@@ -86,6 +86,13 @@ INPUTS: dict[str, dict[str, object]] = {
     "request_history": {"chat_jid!": "string", "count": "integer"},
     "edit_message": {"chat_jid!": "string", "message_id!": "string", "message!": "string"},
     "delete_message": {"chat_jid!": "string", "message_id!": "string"},
+    "send_poll": {
+        "recipient!": "string",
+        "question!": "string",
+        "options!": "array:string",
+        "multiple_answers": "boolean",
+    },
+    "get_poll_results": {"chat_jid!": "string", "message_id!": "string"},
 }
 
 
@@ -180,6 +187,7 @@ async def test_every_tool_is_listed_with_a_described_typed_schema(server: Server
         "send_file",
         "send_audio_message",
         "reply_to_message",
+        "send_poll",
         "edit_message",
         "delete_message",
     }

@@ -100,7 +100,7 @@ async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
     # Told of the message that arrived in the chat it watches (within the script's 10 s).
     assert seen["push"]["uri"] == f"whatsapp://chat/{ADA}", seen["push"]
     print(f"typescript over {transport}: resources/updated {seen['push']['ms']:.0f} ms after")
-    assert "send_message" in seen["tools"] and len(seen["tools"]) == 21, seen["tools"]
+    assert "send_message" in seen["tools"] and len(seen["tools"]) == 23, seen["tools"]
     assert ADA in seen["chats"], seen
     assert seen["sent"] is True, seen
     assert seen["prompts"] == ["catch_up", "daily_digest", "summarize_chat"], seen

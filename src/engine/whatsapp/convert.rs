@@ -13,10 +13,10 @@ use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as Protoco
 
 use whatsapp_rust::types::events::{Event, InboundMessage};
 
-use crate::engine::ingest::{EngineEvent, HistoryConversation};
+use crate::engine::ingest::{EngineEvent, HistoryConversation, VoteChoice};
 use crate::jid::Jid;
 use crate::state::Account;
-use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, NewMessage};
+use crate::store::model::{ChatUpdate, ContactUpdate, Delivery, Media, NewMessage, NewPoll};
 
 /// One of whatsapp-rust's JIDs as ours: device and agent parts dropped; `None` for addresses
 /// the archive has no use for (server JIDs, malformed input).
@@ -50,10 +50,65 @@ pub(super) struct Envelope {
 pub(super) enum Meaning {
     /// A message to store (text, media, or both).
     Message(Box<NewMessage>),
+    /// A poll: its message, and the question and options to record.
+    Poll(Box<NewMessage>, NewPoll),
+    /// A vote in a poll, sealed with the poll's secret (see [`SealedVote`]).
+    Vote(SealedVote),
     /// Anything else the archive records: a reaction, an edit or a revoke.
     Event(EngineEvent),
     /// Nothing the archive keeps (receipts of keys, presence of protocol bookkeeping…).
     Nothing,
+}
+
+/// A vote as it arrives: encrypted with a key derived from the poll's secret, the poll's id
+/// and both the poll's author and the voter, so it can be opened only once the poll is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SealedVote {
+    pub(super) chat: Jid,
+    pub(super) poll_id: String,
+    /// The voter, as the message names them, and their other address (LID or phone number)
+    /// when the message shows it.
+    pub(super) voter: Jid,
+    pub(super) voter_alt: Option<Jid>,
+    pub(super) enc_payload: Vec<u8>,
+    pub(super) enc_iv: Vec<u8>,
+    pub(super) timestamp: i64,
+}
+
+/// Opens a sealed vote with its poll's secret under the first of `pairs` (poll author, voter)
+/// it was sealed for; returns the SHA-256 of each option picked.
+pub(super) fn open_sealed_vote(
+    vote: &SealedVote,
+    secret: &[u8],
+    pairs: &[(Jid, Jid)],
+) -> Result<Vec<Vec<u8>>, String> {
+    use whatsapp_rust::wacore::poll;
+    let mut last = "neither the poll's author nor the voter is known".to_owned();
+    for (author, voter) in pairs {
+        match poll::decrypt_poll_vote_with_secret(
+            poll::PollVoteCiphertext {
+                enc_payload: &vote.enc_payload,
+                enc_iv: &vote.enc_iv,
+            },
+            secret,
+            &vote.poll_id,
+            author.as_str(),
+            voter.as_str(),
+        ) {
+            Ok(hashes) => return Ok(hashes),
+            Err(err) => last = err.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// The poll a message asks, if it is one (every version WhatsApp has used).
+fn poll_of(base: &wa::Message) -> Option<&wa::message::PollCreationMessage> {
+    base.poll_creation_message
+        .as_option()
+        .or(base.poll_creation_message_v2.as_option())
+        .or(base.poll_creation_message_v3.as_option())
+        .or(base.poll_creation_message_v5.as_option())
 }
 
 /// Interprets `message` as sent in `envelope`.
@@ -61,6 +116,9 @@ pub(super) fn interpret(envelope: &Envelope, message: &wa::Message) -> Meaning {
     let base = message.get_base_message();
     if let Some(reaction) = base.reaction_message.as_option() {
         return reaction_meaning(envelope, reaction);
+    }
+    if let Some(update) = base.poll_update_message.as_option() {
+        return vote_meaning(envelope, update);
     }
     if let Some(protocol) = base.protocol_message.as_option() {
         return protocol_meaning(envelope, protocol);
@@ -88,6 +146,29 @@ pub(super) fn interpret(envelope: &Envelope, message: &wa::Message) -> Meaning {
         new.quoted_id = new.quoted_id.or(media.quoted_id);
         new.media = Some(media.media);
     }
+    if let Some(poll) = poll_of(base) {
+        let question = poll.name.clone().unwrap_or_default();
+        let options: Vec<String> = poll
+            .options
+            .iter()
+            .filter_map(|o| o.option_name.clone())
+            .collect();
+        new.text = Some(crate::engine::poll_text(&question, &options));
+        let secret = message
+            .message_context_info
+            .as_option()
+            .or(base.message_context_info.as_option())
+            .and_then(|info| info.message_secret.clone());
+        let record = NewPoll {
+            chat: envelope.chat.clone(),
+            message_id: envelope.id.clone(),
+            question,
+            options,
+            selectable: poll.selectable_options_count.unwrap_or(0),
+            secret,
+        };
+        return Meaning::Poll(Box::new(new), record);
+    }
     if new.text.is_none() && new.media.is_none() {
         if let Some(summary) = summary_of(base) {
             new.text = Some(summary);
@@ -96,6 +177,40 @@ pub(super) fn interpret(envelope: &Envelope, message: &wa::Message) -> Meaning {
         }
     }
     Meaning::Message(Box::new(new))
+}
+
+fn vote_meaning(envelope: &Envelope, update: &wa::message::PollUpdateMessage) -> Meaning {
+    let (Some(poll_id), Some(vote)) = (
+        update
+            .poll_creation_message_key
+            .as_option()
+            .and_then(|k| k.id.clone()),
+        update.vote.as_option(),
+    ) else {
+        return Meaning::Nothing;
+    };
+    let voter = if envelope.from_me {
+        envelope.me.clone()
+    } else {
+        envelope.sender.clone()
+    };
+    let (Some(voter), Some(enc_payload), Some(enc_iv)) =
+        (voter, vote.enc_payload.clone(), vote.enc_iv.clone())
+    else {
+        return Meaning::Nothing;
+    };
+    Meaning::Vote(SealedVote {
+        chat: envelope.chat.clone(),
+        poll_id,
+        voter,
+        voter_alt: None,
+        enc_payload,
+        enc_iv,
+        timestamp: update
+            .sender_timestamp_ms
+            .map(|ms| ms / 1000)
+            .unwrap_or(envelope.timestamp),
+    })
 }
 
 fn reaction_meaning(envelope: &Envelope, reaction: &wa::message::ReactionMessage) -> Meaning {
@@ -263,22 +378,6 @@ fn summary_of(base: &wa::Message) -> Option<String> {
             contact.display_name.clone().unwrap_or_default()
         ));
     }
-    if let Some(poll) = base
-        .poll_creation_message
-        .as_option()
-        .or(base.poll_creation_message_v3.as_option())
-    {
-        let options: Vec<&str> = poll
-            .options
-            .iter()
-            .filter_map(|o| o.option_name.as_deref())
-            .collect();
-        return Some(format!(
-            "[poll] {} ({})",
-            poll.name.clone().unwrap_or_default(),
-            options.join(" / ")
-        ));
-    }
     None
 }
 
@@ -342,11 +441,17 @@ pub(super) fn history_events(
             if let Some(message) = info.message.as_option() {
                 match interpret(&envelope, message) {
                     Meaning::Message(m) => messages.push(*m),
+                    Meaning::Poll(m, poll) => {
+                        messages.push(*m);
+                        after.push(EngineEvent::Poll(poll));
+                    }
                     Meaning::Event(e) => after.push(e),
-                    Meaning::Nothing => {}
+                    // History carries votes opened, beside their poll (below).
+                    Meaning::Vote(_) | Meaning::Nothing => {}
                 }
             }
             after.extend(stored_reactions(&envelope, info, me));
+            after.extend(stored_votes(&envelope, info, me));
             if let Some(delivery) = envelope
                 .from_me
                 .then(|| info.status.and_then(history_delivery))
@@ -508,21 +613,50 @@ fn stored_reactions(
     info.reactions
         .iter()
         .filter_map(|reaction| {
-            let key = reaction.key.as_option()?;
-            let sender = if key.from_me == Some(true) {
-                me.cloned()?
-            } else {
-                key.participant
-                    .as_deref()
-                    .or(key.remote_jid.as_deref())
-                    .and_then(jid_str)?
-            };
+            let sender = key_author(reaction.key.as_option()?, me)?;
             Some(EngineEvent::Reaction {
                 chat: envelope.chat.clone(),
                 message_id: envelope.id.clone(),
                 sender,
                 emoji: reaction.text.clone().unwrap_or_default(),
                 timestamp: reaction
+                    .sender_timestamp_ms
+                    .map(|ms| ms / 1000)
+                    .unwrap_or(envelope.timestamp),
+            })
+        })
+        .collect()
+}
+
+/// Who wrote what a message key names: us, a group member, or the other side of a chat.
+fn key_author(key: &wa::MessageKey, me: Option<&Jid>) -> Option<Jid> {
+    if key.from_me == Some(true) {
+        me.cloned()
+    } else {
+        key.participant
+            .as_deref()
+            .or(key.remote_jid.as_deref())
+            .and_then(jid_str)
+    }
+}
+
+/// The votes history sync keeps beside a poll message, already opened by the phone.
+fn stored_votes(
+    envelope: &Envelope,
+    info: &wa::WebMessageInfo,
+    me: Option<&Jid>,
+) -> Vec<EngineEvent> {
+    info.poll_updates
+        .iter()
+        .filter_map(|update| {
+            let voter = key_author(update.poll_update_message_key.as_option()?, me)?;
+            let vote = update.vote.as_option()?;
+            Some(EngineEvent::PollVote {
+                chat: envelope.chat.clone(),
+                poll_id: envelope.id.clone(),
+                voter,
+                choice: VoteChoice::Hashes(vote.selected_options.clone()),
+                timestamp: update
                     .sender_timestamp_ms
                     .map(|ms| ms / 1000)
                     .unwrap_or(envelope.timestamp),
@@ -641,6 +775,23 @@ fn chat_setting(chat: &whatsapp_rust::Jid, edit: impl FnOnce(&mut ChatUpdate)) -
 /// One batch of received messages: the LID links their addresses show first, then the
 /// messages, then the push names of their senders, then reactions, edits and revokes.
 pub(super) fn inbound_events(batch: &[InboundMessage], me: Option<&Jid>) -> Vec<EngineEvent> {
+    let (events, votes) = inbound(batch, me);
+    if !votes.is_empty() {
+        tracing::debug!(
+            votes = votes.len(),
+            "poll votes outside the archive hook are not opened"
+        );
+    }
+    events
+}
+
+/// [`inbound_events`], with the batch's poll votes apart: they can be opened only with the
+/// secret of their poll, which the archive holds (see `events::store_batch`).
+pub(super) fn inbound(
+    batch: &[InboundMessage],
+    me: Option<&Jid>,
+) -> (Vec<EngineEvent>, Vec<SealedVote>) {
+    let mut votes = Vec::new();
     let mut links = Vec::new();
     let mut messages = Vec::new();
     let mut contacts = Vec::new();
@@ -687,6 +838,14 @@ pub(super) fn inbound_events(batch: &[InboundMessage], me: Option<&Jid>) -> Vec<
         };
         match interpret(&envelope, &inbound.message) {
             Meaning::Message(message) => messages.push(*message),
+            Meaning::Poll(message, poll) => {
+                messages.push(*message);
+                others.push(EngineEvent::Poll(poll));
+            }
+            Meaning::Vote(mut vote) => {
+                vote.voter_alt = source.sender_alt.as_ref().and_then(jid);
+                votes.push(vote);
+            }
             Meaning::Event(event) => others.push(event),
             Meaning::Nothing => {}
         }
@@ -699,7 +858,7 @@ pub(super) fn inbound_events(batch: &[InboundMessage], me: Option<&Jid>) -> Vec<
         events.push(EngineEvent::Contacts(contacts));
     }
     events.extend(others);
-    events
+    (events, votes)
 }
 
 /// A group's name and members, and the LID links its member list shows.
@@ -753,6 +912,122 @@ mod tests {
             timestamp: 1_700_000_000,
             me: Some(Jid::parse("31600000000").unwrap()),
         }
+    }
+
+    #[test]
+    fn a_poll_is_recorded_and_its_votes_open_with_its_secret() {
+        use crate::engine::ingest::option_hash;
+        let secret = vec![5u8; 32];
+        let option = |name: &str| wa::message::poll_creation_message::Option {
+            option_name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let poll = wa::Message {
+            poll_creation_message_v3: MessageField::some(wa::message::PollCreationMessage {
+                name: Some("Dinner?".to_owned()),
+                options: vec![option("Pizza"), option("Soup")],
+                selectable_options_count: Some(1),
+                ..Default::default()
+            }),
+            message_context_info: MessageField::some(wa::MessageContextInfo {
+                message_secret: Some(secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let Meaning::Poll(message, record) = interpret(&envelope(true), &poll) else {
+            panic!("not a poll")
+        };
+        assert_eq!(
+            message.text.as_deref(),
+            Some("[poll] Dinner? (Pizza / Soup)")
+        );
+        assert_eq!(record.options, ["Pizza", "Soup"]);
+        assert_eq!(
+            (record.selectable, record.secret),
+            (1, Some(secret.clone()))
+        );
+
+        // Ada votes Soup in our poll: sealed for us as the author and her as the voter, the
+        // way her phone seals it.
+        let (me, ada) = (
+            Jid::parse("31600000000").unwrap(),
+            Jid::parse("31611111111").unwrap(),
+        );
+        let (payload, iv) = whatsapp_rust::wacore::poll::encrypt_poll_vote_with_secret(
+            &[option_hash("Soup")],
+            &secret,
+            "ABC",
+            me.as_str(),
+            ada.as_str(),
+        )
+        .unwrap();
+        let vote = wa::Message {
+            poll_update_message: MessageField::some(wa::message::PollUpdateMessage {
+                poll_creation_message_key: MessageField::some(wa::MessageKey {
+                    id: Some("ABC".to_owned()),
+                    ..Default::default()
+                }),
+                vote: MessageField::some(wa::message::PollEncValue {
+                    enc_payload: Some(payload),
+                    enc_iv: Some(iv.to_vec()),
+                }),
+                sender_timestamp_ms: Some(1_700_000_100_000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let from_ada = Envelope {
+            id: "VOTE1".to_owned(),
+            ..envelope(false)
+        };
+        let Meaning::Vote(sealed) = interpret(&from_ada, &vote) else {
+            panic!("not a vote")
+        };
+        assert_eq!(
+            (sealed.poll_id.as_str(), &sealed.voter, sealed.timestamp),
+            ("ABC", &ada, 1_700_000_100)
+        );
+        // The first pair that fits opens it; a wrong secret opens nothing.
+        let pairs = [(ada.clone(), me.clone()), (me.clone(), ada.clone())];
+        assert_eq!(
+            open_sealed_vote(&sealed, &secret, &pairs).unwrap(),
+            [option_hash("Soup")]
+        );
+        assert!(open_sealed_vote(&sealed, &[6; 32], &pairs).is_err());
+        assert!(open_sealed_vote(&sealed, &secret, &[]).is_err());
+    }
+
+    #[test]
+    fn history_keeps_votes_opened_beside_their_poll() {
+        use crate::engine::ingest::option_hash;
+        let ada = Jid::parse("31611111111").unwrap();
+        let info = wa::WebMessageInfo {
+            poll_updates: vec![wa::PollUpdate {
+                poll_update_message_key: MessageField::some(wa::MessageKey {
+                    remote_jid: Some(ada.to_string()),
+                    from_me: Some(false),
+                    ..Default::default()
+                }),
+                vote: MessageField::some(wa::message::PollVoteMessage {
+                    selected_options: vec![option_hash("Soup")],
+                }),
+                sender_timestamp_ms: Some(1_700_000_200_000),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let envelope = envelope(true);
+        assert_eq!(
+            stored_votes(&envelope, &info, envelope.me.as_ref()),
+            [EngineEvent::PollVote {
+                chat: envelope.chat.clone(),
+                poll_id: "ABC".to_owned(),
+                voter: ada,
+                choice: VoteChoice::Hashes(vec![option_hash("Soup")]),
+                timestamp: 1_700_000_200,
+            }]
+        );
     }
 
     #[test]

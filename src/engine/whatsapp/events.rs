@@ -220,7 +220,8 @@ impl whatsapp_rust::InboundDurabilityHook for ArchiveHook {
         batch: &[InboundMessage],
     ) -> whatsapp_rust::anyhow::Result<()> {
         let me = own_jid(&client);
-        store_batch(&self.ingest, batch, me.as_ref())
+        let own_lid = client.lid().as_ref().and_then(convert::jid);
+        store_batch(&self.ingest, batch, me.as_ref(), own_lid.as_ref())
             .await
             // Err keeps the acks back; WhatsApp delivers the batch again on the next connect.
             .map_err(|err| whatsapp_rust::anyhow::anyhow!("archive write failed: {err}"))
@@ -244,13 +245,130 @@ pub(super) fn account(client: &Client) -> Option<Account> {
     })
 }
 
-/// Stores one batch of received messages (and what they teach about names and LIDs).
+/// Stores one batch of received messages (and what they teach about names and LIDs), then
+/// the votes among them, opened with their polls' secrets (a poll asked in the same batch is
+/// stored by then). `own_lid` is our own LID, when known, for votes in LID-addressed polls.
 pub(super) async fn store_batch(
     ingest: &Ingest,
     batch: &[InboundMessage],
     me: Option<&Jid>,
+    own_lid: Option<&Jid>,
 ) -> Result<(), StoreError> {
-    ingest.apply_all(convert::inbound_events(batch, me)).await
+    let (events, votes) = convert::inbound(batch, me);
+    ingest.apply_all(events).await?;
+    for vote in votes {
+        if let Some(event) = open_vote(ingest.store(), &vote, me, own_lid).await? {
+            ingest.apply(event).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `None` for what the archive does not hold.
+fn missing<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// A user's phone-number and LID addresses, as far as known.
+#[derive(Debug, Default)]
+struct Addresses {
+    phone: Option<Jid>,
+    lid: Option<Jid>,
+}
+
+impl Addresses {
+    fn of(jids: impl IntoIterator<Item = Jid>) -> Self {
+        let mut found = Self::default();
+        for jid in jids {
+            let slot = if jid.is_lid() {
+                &mut found.lid
+            } else {
+                &mut found.phone
+            };
+            slot.get_or_insert(jid);
+        }
+        found
+    }
+
+    /// Adds what the archive knows of this person's other address.
+    async fn complete(mut self, store: &dyn crate::store::Store) -> Self {
+        if let Some(known) = self.phone.clone().or_else(|| self.lid.clone())
+            && let Ok(contact) = store.contact(known).await
+        {
+            let more = Self::of(
+                [Some(contact.jid), contact.lid]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|jid| Jid::parse(&jid).ok()),
+            );
+            self.phone = self.phone.or(more.phone);
+            self.lid = self.lid.or(more.lid);
+        }
+        self
+    }
+}
+
+/// Opens `vote` with the secret of its poll: `None` when the archive lacks the poll (older
+/// than the archive) or its secret, or when the vote does not open (logged; a vote is not
+/// worth keeping a message from the archive for).
+async fn open_vote(
+    store: &Arc<dyn crate::store::Store>,
+    vote: &convert::SealedVote,
+    me: Option<&Jid>,
+    own_lid: Option<&Jid>,
+) -> Result<Option<EngineEvent>, StoreError> {
+    let Some(poll) = missing(store.poll(vote.chat.clone(), vote.poll_id.clone()).await)? else {
+        return Ok(None);
+    };
+    let (Some(secret), Some(message)) = (
+        poll.secret,
+        missing(store.message(vote.chat.clone(), vote.poll_id.clone()).await)?,
+    ) else {
+        return Ok(None);
+    };
+    let creator = if message.from_me {
+        Addresses::of(me.into_iter().chain(own_lid).cloned())
+    } else {
+        let author = message
+            .sender_jid
+            .as_deref()
+            .and_then(|j| Jid::parse(j).ok());
+        Addresses::of(author).complete(store.as_ref()).await
+    };
+    let voter = Addresses::of(std::iter::once(vote.voter.clone()).chain(vote.voter_alt.clone()))
+        .complete(store.as_ref())
+        .await;
+    match convert::open_sealed_vote(vote, &secret, &creator_pair(&creator, &voter)) {
+        Ok(hashes) => Ok(Some(EngineEvent::PollVote {
+            chat: vote.chat.clone(),
+            poll_id: vote.poll_id.clone(),
+            voter: vote.voter.clone(),
+            choice: crate::engine::ingest::VoteChoice::Hashes(hashes),
+            timestamp: vote.timestamp,
+        })),
+        Err(err) => {
+            tracing::warn!(poll = %vote.poll_id, error = %err, "a poll vote did not open");
+            Ok(None)
+        }
+    }
+}
+
+/// The (author, voter) address pairs a vote may be sealed under: phone numbers, then LIDs.
+fn creator_pair(creator: &Addresses, voter: &Addresses) -> Vec<(Jid, Jid)> {
+    [
+        (creator.phone.clone(), voter.phone.clone()),
+        (creator.lid.clone(), voter.lid.clone()),
+    ]
+    .into_iter()
+    .filter_map(|pair| match pair {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    })
+    .collect()
 }
 
 /// Consumes forwarded events in order until the engine stops.

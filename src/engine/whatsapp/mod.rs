@@ -31,11 +31,15 @@ use whatsapp_rust::upload::{UploadOptions, UploadResponse};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::ingest::{EngineEvent, Ingest};
-use super::{DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingText};
+use super::{
+    DownloadedMedia, Engine, EngineError, MediaKind, OutgoingFile, OutgoingPoll, OutgoingText,
+};
 use crate::config::DatabaseUrl;
 use crate::jid::{ChatKind, Jid};
 use crate::state::LinkState;
-use crate::store::model::{ChatUpdate, Delivery, Media, Message, MessageQuery, NewMessage, Page};
+use crate::store::model::{
+    ChatUpdate, Delivery, Media, Message, MessageQuery, NewMessage, NewPoll, Page,
+};
 use supervisor::Command;
 
 /// How long `pair_code` waits for a socket to ask WhatsApp on.
@@ -360,6 +364,40 @@ impl Engine for WhatsAppEngine {
             ..NewMessage::ours(to, id)
         })
         .await
+    }
+
+    async fn send_poll(&self, to: Jid, poll: OutgoingPoll) -> Result<Message, EngineError> {
+        let client = self.connected().await?;
+        let (sent, secret) = client
+            .polls()
+            .create(wa_jid(&to)?, &poll.question, &poll.options, poll.selectable)
+            .await
+            .map_err(|err| match err {
+                whatsapp_rust::features::PollError::InvalidPoll(why) => {
+                    EngineError::Failed(format!("invalid poll: {why}"))
+                }
+                whatsapp_rust::features::PollError::NotLoggedIn => EngineError::NotLinked,
+                other => EngineError::Failed(other.to_string()),
+            })?;
+        let message = self
+            .store_sent(NewMessage {
+                text: Some(super::poll_text(&poll.question, &poll.options)),
+                ..NewMessage::ours(to.clone(), sent.message_id.clone())
+            })
+            .await?;
+        self.shared
+            .ingest
+            .apply(EngineEvent::Poll(NewPoll {
+                chat: to,
+                message_id: sent.message_id,
+                question: poll.question,
+                options: poll.options,
+                selectable: poll.selectable,
+                secret: Some(secret),
+            }))
+            .await
+            .map_err(|err| EngineError::Failed(format!("sent, but not archived: {err}")))?;
+        Ok(message)
     }
 
     async fn send_file(

@@ -13,9 +13,9 @@ use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
     CLAIM_RETENTION_SECS, Chat, ChatQuery, ChatSort, ChatUpdate, Claim, Contact, ContactUpdate,
     Delivery, MAX_PAGE_SIZE, Media, Message, MessageContext, MessageQuery, Neighbours, NewMessage,
-    Page, Participant, Reaction,
+    NewPoll, NewPollVote, Page, Participant, Poll, PollVote, Reaction,
 };
-use crate::store::{CountChange, search};
+use crate::store::{CountChange, names_from_json, names_json, search};
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -159,6 +159,12 @@ pub(super) async fn link_lid(
              SELECT 1 FROM reactions o WHERE o.chat_jid = r.chat_jid AND o.message_id = r.message_id AND o.sender_jid = $2)",
         "UPDATE group_participants p SET participant_jid = $2 WHERE p.participant_jid = $1 AND NOT EXISTS (
              SELECT 1 FROM group_participants o WHERE o.group_jid = p.group_jid AND o.participant_jid = $2)",
+        "UPDATE polls p SET chat_jid = $2 WHERE p.chat_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM polls o WHERE o.chat_jid = $2 AND o.message_id = p.message_id)",
+        "UPDATE poll_votes v SET chat_jid = $2 WHERE v.chat_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM poll_votes o WHERE o.chat_jid = $2 AND o.message_id = v.message_id AND o.voter_jid = v.voter_jid)",
+        "UPDATE poll_votes v SET voter_jid = $2 WHERE v.voter_jid = $1 AND NOT EXISTS (
+             SELECT 1 FROM poll_votes o WHERE o.chat_jid = v.chat_jid AND o.message_id = v.message_id AND o.voter_jid = $2)",
     ];
     // A message stored under both addresses is kept once (the phone-number copy).
     counts.messages -= db
@@ -177,6 +183,8 @@ pub(super) async fn link_lid(
     for sql in [
         "DELETE FROM reactions WHERE chat_jid = $1 OR sender_jid = $1",
         "DELETE FROM group_participants WHERE participant_jid = $1",
+        "DELETE FROM polls WHERE chat_jid = $1",
+        "DELETE FROM poll_votes WHERE chat_jid = $1 OR voter_jid = $1",
     ] {
         db.execute(sql, &[&lid]).await?;
     }
@@ -590,6 +598,91 @@ pub(super) async fn set_reaction(
     Ok(())
 }
 
+pub(super) async fn record_poll(db: &impl GenericClient, poll: &NewPoll) -> Result<()> {
+    let chat = canonical(db, &poll.chat).await?;
+    db.execute(
+        "INSERT INTO polls (chat_jid, message_id, question, options, selectable, secret)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (chat_jid, message_id) DO UPDATE SET
+             secret = COALESCE(polls.secret, excluded.secret)",
+        &[
+            &chat,
+            &poll.message_id,
+            &poll.question,
+            &names_json(&poll.options),
+            &i64::from(poll.selectable),
+            &poll.secret,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_poll_vote(db: &impl GenericClient, vote: &NewPollVote) -> Result<()> {
+    let chat = canonical(db, &vote.chat).await?;
+    let voter = canonical(db, &vote.voter).await?;
+    db.execute(
+        "INSERT INTO poll_votes (chat_jid, message_id, voter_jid, options, timestamp)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (chat_jid, message_id, voter_jid) DO UPDATE SET
+             options = excluded.options, timestamp = excluded.timestamp
+         WHERE excluded.timestamp >= poll_votes.timestamp",
+        &[
+            &chat,
+            &vote.poll_id,
+            &voter,
+            &names_json(&vote.options),
+            &vote.timestamp,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn poll(
+    db: &impl GenericClient,
+    chat: &Jid,
+    message_id: &str,
+) -> Result<Option<Poll>> {
+    let chat = canonical(db, chat).await?;
+    let Some(row) = db
+        .query_opt(
+            "SELECT question, options, selectable, secret FROM polls
+             WHERE chat_jid = $1 AND message_id = $2",
+            &[&chat, &message_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT v.voter_jid, {CONTACT_NAME_SC}, v.options, v.timestamp
+         FROM poll_votes v LEFT JOIN contacts sc ON sc.jid = v.voter_jid
+         WHERE v.chat_jid = $1 AND v.message_id = $2 AND v.options <> '[]'
+         ORDER BY v.timestamp, v.voter_jid"
+    );
+    let votes = db
+        .query(&sql, &[&chat, &message_id])
+        .await?
+        .iter()
+        .map(|vote| PollVote {
+            voter_jid: vote.get(0),
+            voter_name: vote.get(1),
+            options: names_from_json(vote.get(2)),
+            timestamp: vote.get(3),
+        })
+        .collect();
+    Ok(Some(Poll {
+        question: row.get(0),
+        options: names_from_json(row.get(1)),
+        selectable: u32::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+        secret: row.get(3),
+        votes,
+        chat_jid: chat,
+        message_id: message_id.to_owned(),
+    }))
+}
+
 pub(super) async fn set_participants(
     db: &impl GenericClient,
     group: &Jid,
@@ -617,8 +710,8 @@ pub(super) async fn set_participants(
 
 pub(super) async fn clear_archive(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(
-        "TRUNCATE reactions, group_participants, messages, chats, contacts, sync_state,
-                  tool_requests;
+        "TRUNCATE reactions, polls, poll_votes, group_participants, messages, chats, contacts,
+                  sync_state, tool_requests;
          UPDATE archive_counts SET messages = 0, chats = 0, contacts = 0",
     )
     .await

@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 
 use super::model::{
     Chat, ChatQuery, ChatUpdate, Claim, Contact, ContactUpdate, Delivery, Message, MessageContext,
-    MessageQuery, Neighbours, NewMessage, Page, Participant,
+    MessageQuery, Neighbours, NewMessage, NewPoll, NewPollVote, Page, Participant, Poll,
 };
 use super::pg;
 use super::{
@@ -29,18 +29,6 @@ mod embedded {
 /// The table refinery records the archive's applied migrations in (the session store keeps its
 /// own, so the two schemas can share a database).
 const HISTORY_TABLE: &str = "archive_schema_history";
-
-/// Tables the current schema version must contain.
-const REQUIRED_TABLES: &[&str] = &[
-    "archive_counts",
-    "chats",
-    "contacts",
-    "group_participants",
-    "messages",
-    "reactions",
-    "sync_state",
-    "tool_requests",
-];
 
 /// An open PostgreSQL archive.
 #[derive(Clone)]
@@ -280,7 +268,7 @@ impl Store for PostgresStore {
                 .query(
                     "SELECT table_name::TEXT FROM information_schema.tables
                      WHERE table_schema = current_schema() AND table_name = ANY($1)",
-                    &[&REQUIRED_TABLES],
+                    &[&super::REQUIRED_TABLES],
                 )
                 .await
                 .map_err(|err| pg::query_error(&err))?
@@ -294,7 +282,7 @@ impl Store for PostgresStore {
             Ok((version, present)) => {
                 health.connected = true;
                 health.schema_version = version.map(i64::from);
-                health.missing_tables = REQUIRED_TABLES
+                health.missing_tables = super::REQUIRED_TABLES
                     .iter()
                     .filter(|t| !present.iter().any(|p| p == *t))
                     .map(|t| (*t).to_owned())
@@ -432,6 +420,14 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn record_poll(&self, poll: NewPoll) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::record_poll(tx, &poll))
+    }
+
+    async fn set_poll_vote(&self, vote: NewPollVote) -> Result<(), StoreError> {
+        write_tx!(self, |tx| archive::set_poll_vote(tx, &vote))
+    }
+
     async fn set_participants(
         &self,
         group: Jid,
@@ -543,6 +539,11 @@ impl Store for PostgresStore {
 
     async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
         read!(self, |client| archive::participants(&client, &group))
+    }
+
+    async fn poll(&self, chat: Jid, message_id: String) -> Result<Poll, StoreError> {
+        read!(self, |client| archive::poll(&client, &chat, &message_id))?
+            .ok_or_else(|| not_found("poll", format!("{message_id} in {chat}")))
     }
 }
 

@@ -8,9 +8,9 @@ use crate::jid::{ChatKind, Jid};
 use crate::store::model::{
     CLAIM_RETENTION_SECS, Chat, ChatQuery, ChatSort, ChatUpdate, Claim, Contact, ContactUpdate,
     Delivery, MAX_PAGE_SIZE, Media, Message, MessageContext, MessageQuery, Neighbours, NewMessage,
-    Page, Participant, Reaction,
+    NewPoll, NewPollVote, Page, Participant, Poll, PollVote, Reaction,
 };
-use crate::store::{CountChange, search};
+use crate::store::{CountChange, names_from_json, names_json, search};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -159,11 +159,19 @@ pub(super) fn link_lid(
         "UPDATE OR IGNORE reactions SET chat_jid = ?2 WHERE chat_jid = ?1",
         "UPDATE OR IGNORE reactions SET sender_jid = ?2 WHERE sender_jid = ?1",
         "UPDATE OR IGNORE group_participants SET participant_jid = ?2 WHERE participant_jid = ?1",
+        "UPDATE OR IGNORE polls SET chat_jid = ?2 WHERE chat_jid = ?1",
+        "UPDATE OR IGNORE poll_votes SET chat_jid = ?2 WHERE chat_jid = ?1",
+        "UPDATE OR IGNORE poll_votes SET voter_jid = ?2 WHERE voter_jid = ?1",
     ] {
         conn.execute(sql, params![lid, phone_jid])?;
     }
     conn.execute(
         "DELETE FROM reactions WHERE chat_jid = ?1 OR sender_jid = ?1",
+        [lid],
+    )?;
+    conn.execute("DELETE FROM polls WHERE chat_jid = ?1", [lid])?;
+    conn.execute(
+        "DELETE FROM poll_votes WHERE chat_jid = ?1 OR voter_jid = ?1",
         [lid],
     )?;
     conn.execute(
@@ -449,6 +457,45 @@ pub(super) fn set_reaction(
     Ok(())
 }
 
+pub(super) fn record_poll(conn: &Connection, poll: &NewPoll) -> rusqlite::Result<()> {
+    let chat = canonical(conn, &poll.chat)?;
+    conn.execute(
+        "INSERT INTO polls (chat_jid, message_id, question, options, selectable, secret)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (chat_jid, message_id) DO UPDATE SET
+             secret = COALESCE(polls.secret, excluded.secret)",
+        params![
+            chat,
+            poll.message_id,
+            poll.question,
+            names_json(&poll.options),
+            poll.selectable,
+            poll.secret
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_poll_vote(conn: &Connection, vote: &NewPollVote) -> rusqlite::Result<()> {
+    let chat = canonical(conn, &vote.chat)?;
+    let voter = canonical(conn, &vote.voter)?;
+    conn.execute(
+        "INSERT INTO poll_votes (chat_jid, message_id, voter_jid, options, timestamp)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (chat_jid, message_id, voter_jid) DO UPDATE SET
+             options = excluded.options, timestamp = excluded.timestamp
+         WHERE excluded.timestamp >= poll_votes.timestamp",
+        params![
+            chat,
+            vote.poll_id,
+            voter,
+            names_json(&vote.options),
+            vote.timestamp
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) fn set_participants(
     conn: &Connection,
     group: &Jid,
@@ -477,6 +524,8 @@ pub(super) fn clear_archive(conn: &Connection) -> rusqlite::Result<()> {
         "UPDATE search_progress SET indexed_through = 0;
          INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
          DELETE FROM reactions;
+         DELETE FROM polls;
+         DELETE FROM poll_votes;
          DELETE FROM group_participants;
          DELETE FROM messages;
          DELETE FROM chats;
@@ -1107,4 +1156,42 @@ pub(super) fn participants(conn: &Connection, group: &Jid) -> rusqlite::Result<V
         })
     })?
     .collect()
+}
+
+pub(super) fn poll(conn: &Connection, chat: &Jid, message_id: &str) -> rusqlite::Result<Poll> {
+    let chat = canonical(conn, chat)?;
+    let mut poll = conn
+        .prepare_cached(
+            "SELECT question, options, selectable, secret FROM polls
+             WHERE chat_jid = ?1 AND message_id = ?2",
+        )?
+        .query_row(params![chat, message_id], |row| {
+            Ok(Poll {
+                chat_jid: chat.clone(),
+                message_id: message_id.to_owned(),
+                question: row.get(0)?,
+                options: names_from_json(&row.get::<_, String>(1)?),
+                selectable: row.get(2)?,
+                secret: row.get(3)?,
+                votes: Vec::new(),
+            })
+        })?;
+    poll.votes = conn
+        .prepare_cached(concat!(
+            "SELECT v.voter_jid, ",
+            contact_name!("sc"),
+            ", v.options, v.timestamp FROM poll_votes v LEFT JOIN contacts sc ON sc.jid = v.voter_jid
+             WHERE v.chat_jid = ?1 AND v.message_id = ?2 AND v.options <> '[]'
+             ORDER BY v.timestamp, v.voter_jid"
+        ))?
+        .query_map(params![chat, message_id], |row| {
+            Ok(PollVote {
+                voter_jid: row.get(0)?,
+                voter_name: row.get(1)?,
+                options: names_from_json(&row.get::<_, String>(2)?),
+                timestamp: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(poll)
 }

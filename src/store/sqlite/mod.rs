@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::model::{
     Chat, ChatQuery, ChatUpdate, Claim, Contact, ContactUpdate, Delivery, Message, MessageContext,
-    MessageQuery, Neighbours, NewMessage, Page, Participant,
+    MessageQuery, Neighbours, NewMessage, NewPoll, NewPollVote, Page, Participant, Poll,
 };
 use super::{
     ArchiveStats, BackendHealth, CountChange, Store, StoreError, check_lid_pair, check_role,
@@ -30,18 +30,6 @@ const READERS: usize = 4;
 mod embedded {
     refinery::embed_migrations!("src/store/sqlite_migrations");
 }
-
-/// Tables the current schema version must contain.
-const REQUIRED_TABLES: &[&str] = &[
-    "archive_counts",
-    "chats",
-    "contacts",
-    "group_participants",
-    "messages",
-    "reactions",
-    "sync_state",
-    "tool_requests",
-];
 
 /// An open SQLite archive. Calls run on tokio's blocking pool.
 #[derive(Debug, Clone)]
@@ -451,7 +439,7 @@ impl Store for SqliteStore {
                 let mut stmt =
                     conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
                 let mut missing = Vec::new();
-                for table in REQUIRED_TABLES {
+                for table in super::REQUIRED_TABLES {
                     if !stmt.exists([table])? {
                         missing.push((*table).to_owned());
                     }
@@ -578,6 +566,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_poll(&self, poll: NewPoll) -> Result<(), StoreError> {
+        self.write(move |conn| archive::record_poll(conn, &poll))
+            .await
+    }
+
+    async fn set_poll_vote(&self, vote: NewPollVote) -> Result<(), StoreError> {
+        self.write(move |conn| archive::set_poll_vote(conn, &vote))
+            .await
+    }
+
     async fn set_participants(
         &self,
         group: Jid,
@@ -702,6 +700,13 @@ impl Store for SqliteStore {
     async fn participants(&self, group: Jid) -> Result<Vec<Participant>, StoreError> {
         self.read(move |conn| archive::participants(conn, &group))
             .await
+    }
+
+    async fn poll(&self, chat: Jid, message_id: String) -> Result<Poll, StoreError> {
+        let shown = format!("{message_id} in {chat}");
+        self.read(move |conn| archive::poll(conn, &chat, &message_id))
+            .await
+            .map_err(|err| not_found_as(err, "poll", &shown))
     }
 }
 
