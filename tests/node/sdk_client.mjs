@@ -4,7 +4,8 @@
 // in the environment it declares that it can ask the person (elicitation) and answers every
 // question so, keeping the questions it was asked. With INBOX naming the fake engine's inbox, it
 // first subscribes to the chat SEND_TO, drops a message from that contact there and waits for
-// the server's notifications/resources/updated.
+// the server's notifications/resources/updated; after the send it also sends a poll there,
+// drops the contact's vote in the inbox and reads the tally back.
 //
 //   node sdk_client.mjs http URL TOKEN
 //   node sdk_client.mjs sse URL TOKEN
@@ -72,6 +73,24 @@ const sent = await client.callTool({
 });
 seen.sent = !sent.isError;
 seen.sentText = sent.content?.map((block) => block.text ?? "").join(" ");
+if (process.env.INBOX) {
+  const poll = await client.callTool({
+    name: "send_poll",
+    arguments: { recipient: process.env.SEND_TO, question: `Which SDK? (${kind})`, options: ["Python", "TypeScript"] },
+  });
+  const pollId = poll.structuredContent?.message?.id;
+  const id = `TS-VOTE-${Date.now()}`;
+  const file = join(process.env.INBOX, id);
+  writeFileSync(`${file}.part`, JSON.stringify({ chat: process.env.SEND_TO, vote: { poll_id: pollId, options: ["TypeScript"] } }));
+  renameSync(`${file}.part`, `${file}.json`);
+  const deadline = performance.now() + 10000;
+  let results;
+  do {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    results = await client.callTool({ name: "get_poll_results", arguments: { chat_jid: process.env.SEND_TO, message_id: pollId } });
+  } while (results.structuredContent?.voter_count !== 1 && performance.now() < deadline);
+  seen.poll = results.structuredContent?.options?.map((option) => [option.name, option.votes]);
+}
 seen.prompts = (await client.listPrompts()).prompts.map((prompt) => prompt.name).sort();
 const prompt = await client.getPrompt({ name: "summarize_chat", arguments: { chat_jid: process.env.SEND_TO, limit: "5" } });
 seen.prompt = JSON.parse(prompt.messages[1].content.text);

@@ -1,8 +1,8 @@
 """The official TypeScript MCP SDK (from npm, at a pinned version) against the real binary:
 tests/node/sdk_client.mjs connects over Streamable HTTP, legacy SSE and the stdio relay, lists
 and calls tools (one message sent, then found in the archive), gets a prompt and completes a chat
-argument, and hears of a message arriving in the chat it subscribed to; this test checks what
-it printed. Against a server that confirms every acting call, the
+argument, hears of a message arriving in the chat it subscribed to, and sends a poll whose
+vote it reads back; this test checks what it printed. Against a server that confirms every acting call, the
 same client answers the question (elicitation) with an approval or a refusal.
 """
 
@@ -100,6 +100,8 @@ async def test_the_typescript_sdk_uses_tools_prompts_and_completion(
     # Told of the message that arrived in the chat it watches (within the script's 10 s).
     assert seen["push"]["uri"] == f"whatsapp://chat/{ADA}", seen["push"]
     print(f"typescript over {transport}: resources/updated {seen['push']['ms']:.0f} ms after")
+    # Its poll, with the contact's vote tallied.
+    assert seen["poll"] == [["Python", 0], ["TypeScript", 1]], seen["poll"]
     assert "send_message" in seen["tools"] and len(seen["tools"]) == 23, seen["tools"]
     assert ADA in seen["chats"], seen
     assert seen["sent"] is True, seen
