@@ -333,6 +333,20 @@ async fn committed_changes_are_announced_under_the_archives_jid(postgres: bool) 
     assert_eq!(announced(&mut feed), [ada]);
     rig.engine.play_history(2, 10).await.unwrap();
     assert!(announced(&mut feed).contains(&ArchiveChange::Many));
+    // After a logout that wipes the archive, a chat that comes back is new again.
+    rig.engine.logout(true).await.unwrap();
+    assert_eq!(announced(&mut feed), [ArchiveChange::Many]);
+    rig.engine
+        .emit(messages(vec![incoming(DEMO_ADA, "PUSH-6")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        announced(&mut feed),
+        [ArchiveChange::Chat {
+            chat: jid(DEMO_ADA),
+            new: true
+        }]
+    );
     // With nobody following, the writer skips the work.
     drop(feed);
     assert!(!rig.status.changes_followed());

@@ -1005,7 +1005,7 @@ impl Engine for FakeEngine {
     async fn logout(&self, wipe_archive: bool) -> Result<(), EngineError> {
         self.record(Action::Logout { wipe_archive });
         if wipe_archive {
-            self.ingest.store().clear_archive().await.map_err(|err| {
+            self.ingest.clear_archive().await.map_err(|err| {
                 EngineError::Failed(format!("could not delete the archive: {err}"))
             })?;
         }

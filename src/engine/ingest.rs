@@ -182,6 +182,17 @@ impl Ingest {
         self.store.message(chat, message_id).await
     }
 
+    /// Deletes the whole archive (a logout that wipes it); chats seen before count as new
+    /// again when they come back.
+    pub async fn clear_archive(&self) -> Result<(), StoreError> {
+        self.store.clear_archive().await?;
+        self.lock_known().clear();
+        if self.status.changes_followed() {
+            self.status.announce(ArchiveChange::Many);
+        }
+        Ok(())
+    }
+
     /// Archives the deletion for everyone of our own message, made just now.
     pub async fn own_revoke(&self, chat: Jid, message_id: String) -> Result<(), StoreError> {
         self.apply(EngineEvent::Revoke {

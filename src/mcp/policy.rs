@@ -36,19 +36,16 @@ pub const MAX_POLL_OPTIONS: usize = 12;
 /// Checks a poll's answers (already trimmed): 2 to [`MAX_POLL_OPTIONS`], none empty, none
 /// twice (votes name answers by a hash of their text, so two equal ones could not be told
 /// apart).
-pub fn poll_options(options: &[String]) -> Result<(), String> {
+pub fn poll_options(options: &[String]) -> Result<(), PolicyError> {
     if options.len() < 2 || options.len() > MAX_POLL_OPTIONS {
-        return Err(format!(
-            "options: a poll needs 2 to {MAX_POLL_OPTIONS} answers, not {}",
-            options.len()
-        ));
+        return Err(PolicyError::PollSize(options.len()));
     }
     if options.iter().any(String::is_empty) {
-        return Err("options: an answer is empty".to_owned());
+        return Err(PolicyError::EmptyAnswer);
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = options.iter().find(|option| !seen.insert(option.as_str())) {
-        return Err(format!("options: {twice:?} is there twice"));
+        return Err(PolicyError::AnswerTwice(twice.clone()));
     }
     Ok(())
 }
@@ -103,6 +100,12 @@ pub enum PolicyError {
         "{field}: {input:?} is not an ISO-8601 time; use e.g. 2025-01-31T18:00:00Z, 2025-01-31T18:00:00+01:00 or 2025-01-31"
     )]
     Time { field: String, input: String },
+    #[error("options: a poll needs 2 to {MAX_POLL_OPTIONS} answers, not {0}")]
+    PollSize(usize),
+    #[error("options: an answer is empty")]
+    EmptyAnswer,
+    #[error("options: {0:?} is there twice")]
+    AnswerTwice(String),
 }
 
 /// The recipients the server may send to; empty means anyone.

@@ -1141,7 +1141,7 @@ impl WhatsAppTools {
     ) -> Result<Json<SentOut>, ToolError> {
         nonempty("question", &p.question)?;
         let options: Vec<String> = p.options.iter().map(|o| o.trim().to_owned()).collect();
-        policy::poll_options(&options).map_err(ToolError)?;
+        policy::poll_options(&options)?;
         let to = self.recipient("recipient", &p.recipient).await?;
         let selectable = if p.multiple_answers {
             options.len() as u32

@@ -743,14 +743,9 @@ impl Engine for WhatsAppEngine {
             .map_err(|err| EngineError::Failed(err.to_string()))?;
         // The archive goes only after the unlink succeeded, so a failed logout loses nothing.
         if wipe_archive {
-            self.shared
-                .ingest
-                .store()
-                .clear_archive()
-                .await
-                .map_err(|err| {
-                    EngineError::Failed(format!("unlinked, but the archive was not deleted: {err}"))
-                })?;
+            self.shared.ingest.clear_archive().await.map_err(|err| {
+                EngineError::Failed(format!("unlinked, but the archive was not deleted: {err}"))
+            })?;
         }
         Ok(())
     }
